@@ -1,0 +1,128 @@
+//! The contract of every event, as JSON fixtures checked into the repo:
+//! `fixtures/<Type>.v<version>.json`, one full envelope per event type and
+//! version (feature `fixtures`, for tests).
+//!
+//! This crate's tests prove each fixture is what the payload types write
+//! and read; each service's tests feed the fixtures of the events its
+//! queue is bound to (see [`claimed_by`]) to its real handler, as sent and
+//! with fields added that no version has yet — so a producer adding an
+//! optional field breaks no consumer.
+
+use crate::envelope::{Envelope, Event};
+use crate::payloads::{
+    InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
+    OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated,
+};
+use crate::routing::SUBSCRIPTIONS;
+use serde_json::Value;
+
+/// One event type and version, with its fixture.
+#[derive(Debug, Clone, Copy)]
+pub struct Fixture {
+    /// The envelope's `type`.
+    pub event_type: &'static str,
+    /// The payload version.
+    pub version: u32,
+    /// The routing key it travels with.
+    pub routing_key: &'static str,
+    /// The fixture's text.
+    pub json: &'static str,
+    /// Decodes an envelope as this type and version, re-encoding the
+    /// payload (so a test can compare it with what was sent).
+    pub decode: fn(&Envelope) -> Result<Value, String>,
+}
+
+macro_rules! fixture {
+    ($ty:ident, $version:literal) => {
+        Fixture {
+            event_type: <$ty as Event>::TYPE,
+            version: $version,
+            routing_key: <$ty as Event>::ROUTING_KEY,
+            json: include_str!(concat!(
+                "../fixtures/",
+                stringify!($ty),
+                ".v",
+                $version,
+                ".json"
+            )),
+            decode: |envelope| {
+                envelope
+                    .decode::<$ty>()
+                    .map_err(|e| e.to_string())
+                    .and_then(|event| serde_json::to_value(event).map_err(|e| e.to_string()))
+            },
+        }
+    };
+}
+
+/// Every event type and version there is.
+pub const FIXTURES: &[Fixture] = &[
+    fixture!(OrderCreated, 1),
+    fixture!(PaymentCaptured, 1),
+    fixture!(PaymentFailed, 1),
+    fixture!(PaymentRefunded, 1),
+    fixture!(InventoryReserved, 1),
+    fixture!(InventoryFailed, 1),
+    fixture!(InventoryReleased, 1),
+    fixture!(OrderConfirmed, 1),
+    fixture!(OrderCancelled, 1),
+    fixture!(ProductUpdated, 1),
+];
+
+impl Fixture {
+    /// The fixture as JSON.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.json).unwrap_or(Value::Null)
+    }
+
+    /// The fixture as a consumer receives it, after `edit` (e.g. to point
+    /// it at an order the test created): parsed from JSON text, as the
+    /// consumer parses a delivery.
+    pub fn envelope_with(&self, edit: impl FnOnce(&mut Value)) -> Envelope {
+        let mut value = self.value();
+        edit(&mut value);
+        serde_json::from_str(&value.to_string()).unwrap_or_else(|e| {
+            panic!(
+                "{}.v{}: not an envelope: {e}",
+                self.event_type, self.version
+            )
+        })
+    }
+
+    /// [`envelope_with`](Self::envelope_with), plus a field no version
+    /// has, on the envelope, on the payload and on every object inside it.
+    pub fn envelope_with_unknown_fields(&self, edit: impl FnOnce(&mut Value)) -> Envelope {
+        self.envelope_with(|value| {
+            edit(value);
+            add_unknown_field(&mut value["data"]);
+            if let Value::Object(envelope) = value {
+                envelope.insert("added_later".to_owned(), Value::from("to the envelope"));
+            }
+        })
+    }
+}
+
+fn add_unknown_field(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.values_mut().for_each(add_unknown_field);
+            map.insert("added_later".to_owned(), Value::from(42));
+        }
+        Value::Array(items) => items.iter_mut().for_each(add_unknown_field),
+        _ => {}
+    }
+}
+
+/// The fixtures of the events bound to `service`'s queue: what its
+/// consumer claims to handle.
+pub fn claimed_by(service: &str) -> Vec<&'static Fixture> {
+    let keys: Vec<&str> = SUBSCRIPTIONS
+        .iter()
+        .filter(|s| s.service == service)
+        .flat_map(|s| s.routing_keys.iter().copied())
+        .collect();
+    FIXTURES
+        .iter()
+        .filter(|f| keys.contains(&f.routing_key))
+        .collect()
+}

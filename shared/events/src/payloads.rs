@@ -1,0 +1,153 @@
+//! The payload of every event in the checkout saga, version 1.
+
+use crate::envelope::Event;
+use crate::values::{LineItem, Money, OrderId, Quantity, Sku};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! event {
+    ($ty:ident, $version:literal, $key:literal) => {
+        impl Event for $ty {
+            const TYPE: &'static str = stringify!($ty);
+            const VERSION: u32 = $version;
+            const ROUTING_KEY: &'static str = $key;
+        }
+    };
+}
+
+/// An order was accepted and is waiting for payment and stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreated {
+    /// The order.
+    pub order_id: OrderId,
+    /// The customer's opaque id.
+    pub customer_id: String,
+    /// Where to send notifications, if the customer gave an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_email: Option<String>,
+    /// The priced lines.
+    pub items: Vec<LineItem>,
+    /// The sum of the lines.
+    pub total: Money,
+    /// The payment provider's token for the customer's card (never a card number).
+    pub card_token: String,
+}
+event!(OrderCreated, 1, "order.created");
+
+/// The order's amount was captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCaptured {
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// The payment's id at the Payment service.
+    pub payment_id: Uuid,
+    /// What was captured.
+    pub amount: Money,
+}
+event!(PaymentCaptured, 1, "payment.captured");
+
+/// The payment was declined; nothing was captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    /// The order.
+    pub order_id: OrderId,
+    /// Why, in words a customer may read.
+    pub reason: String,
+}
+event!(PaymentFailed, 1, "payment.failed");
+
+/// A captured payment was refunded because its order was cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    /// The order.
+    pub order_id: OrderId,
+    /// The refunded payment.
+    pub payment_id: Uuid,
+    /// What was refunded.
+    pub amount: Money,
+}
+event!(PaymentRefunded, 1, "payment.refunded");
+
+/// One reserved line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservedItem {
+    /// The SKU.
+    pub sku: Sku,
+    /// Units held for the order.
+    pub quantity: Quantity,
+}
+
+/// Every line of the order is held in stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryReserved {
+    /// The order.
+    pub order_id: OrderId,
+    /// What is held.
+    pub items: Vec<ReservedItem>,
+}
+event!(InventoryReserved, 1, "inventory.reserved");
+
+/// The order could not be reserved; nothing is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryFailed {
+    /// The order.
+    pub order_id: OrderId,
+    /// Why, in words a customer may read.
+    pub reason: String,
+    /// The first line that could not be served, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<Sku>,
+}
+event!(InventoryFailed, 1, "inventory.failed");
+
+/// A reservation was given back because its order was cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryReleased {
+    /// The order.
+    pub order_id: OrderId,
+}
+event!(InventoryReleased, 1, "inventory.released");
+
+/// Payment and stock are both secured: the order is final and good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderConfirmed {
+    /// The order.
+    pub order_id: OrderId,
+    /// The customer's opaque id.
+    pub customer_id: String,
+    /// Where to send the confirmation, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_email: Option<String>,
+    /// What the customer pays.
+    pub total: Money,
+}
+event!(OrderConfirmed, 1, "order.confirmed");
+
+/// The order failed; whatever was secured for it must be given back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    /// The order.
+    pub order_id: OrderId,
+    /// The customer's opaque id.
+    pub customer_id: String,
+    /// Where to send the notice, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_email: Option<String>,
+    /// Why, in words a customer may read.
+    pub reason: String,
+}
+event!(OrderCancelled, 1, "order.cancelled");
+
+/// A product was created or changed at Inventory (event-carried state transfer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductUpdated {
+    /// The product.
+    pub sku: Sku,
+    /// Its display name.
+    pub name: String,
+    /// The price of one unit.
+    pub unit_price: Money,
+    /// Grows by one on every change; older revisions are discarded.
+    pub revision: i64,
+}
+event!(ProductUpdated, 1, "product.updated");

@@ -1,0 +1,73 @@
+//! The checked-in fixtures are the contract: every event type and version
+//! has one, and each is exactly what the payload types read and write.
+
+use checkout_events::SUBSCRIPTIONS;
+use checkout_events::fixtures::{FIXTURES, claimed_by};
+use std::collections::BTreeSet;
+
+#[test]
+fn every_fixture_file_is_listed_and_every_event_has_one() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+    let files: BTreeSet<String> = std::fs::read_dir(dir)
+        .expect("the fixtures directory")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    let listed: BTreeSet<String> = FIXTURES
+        .iter()
+        .map(|f| format!("{}.v{}.json", f.event_type, f.version))
+        .collect();
+    assert_eq!(files, listed);
+    for subscription in SUBSCRIPTIONS {
+        for key in subscription.routing_keys {
+            assert!(
+                FIXTURES.iter().any(|f| f.routing_key == *key),
+                "{key}, bound for {}, has no fixture",
+                subscription.service
+            );
+        }
+    }
+}
+
+#[test]
+fn each_fixture_decodes_into_its_type_and_says_everything_it_writes() {
+    for fixture in FIXTURES {
+        let name = format!("{}.v{}", fixture.event_type, fixture.version);
+        let envelope = fixture.envelope_with(|_| {});
+        assert_eq!(envelope.event_type, fixture.event_type, "{name}");
+        assert_eq!(envelope.version, fixture.version, "{name}");
+        let decoded = (fixture.decode)(&envelope).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Written back, the payload is the fixture's: no field the type
+        // writes is missing from the contract, none is extra.
+        assert_eq!(decoded, fixture.value()["data"], "{name}");
+
+        let extended = fixture.envelope_with_unknown_fields(|_| {});
+        let decoded = (fixture.decode)(&extended).unwrap_or_else(|e| panic!("{name}+: {e}"));
+        assert_eq!(
+            decoded,
+            fixture.value()["data"],
+            "{name} with unknown fields"
+        );
+    }
+}
+
+#[test]
+fn every_service_claims_what_its_queue_is_bound_to() {
+    let claimed =
+        |service| -> Vec<&str> { claimed_by(service).iter().map(|f| f.event_type).collect() };
+    assert_eq!(
+        claimed("order"),
+        [
+            "PaymentCaptured",
+            "PaymentFailed",
+            "InventoryReserved",
+            "InventoryFailed",
+            "ProductUpdated"
+        ]
+    );
+    assert_eq!(claimed("payment"), ["OrderCreated", "OrderCancelled"]);
+    assert_eq!(
+        claimed("inventory"),
+        ["OrderCreated", "OrderConfirmed", "OrderCancelled"]
+    );
+    assert_eq!(claimed("email"), ["OrderConfirmed", "OrderCancelled"]);
+}
