@@ -1,0 +1,53 @@
+//! The messaging machinery of the checkout, written once for every service:
+//!
+//! - [`topology`]: the exchanges, queues and bindings, declared idempotently;
+//! - [`outbox`]: events written in the caller's transaction, with the trace
+//!   context of the span that wrote them;
+//! - [`relay`]: publishes committed outbox rows with publisher confirms;
+//! - [`consumer`]: decodes deliveries, deduplicates them through the inbox
+//!   table and runs a [`Handler`] in the same transaction; retries transient
+//!   failures through delay queues ([`retry`]) and dead-letters the rest with
+//!   the reason;
+//! - [`metrics`]: the names of what the machinery counts.
+//!
+//! It knows nothing of orders or payments: events are opaque [`Envelope`]s.
+//!
+//! [`Envelope`]: checkout_events::Envelope
+
+pub mod consumer;
+pub mod dead_letter;
+pub mod metrics;
+pub mod outbox;
+pub mod relay;
+pub mod retry;
+pub mod topology;
+
+pub use consumer::{Consumer, Handler, HandlerError, Outcome};
+pub use outbox::{Cause, Outbox};
+pub use relay::{Relay, wake_relays};
+pub use retry::RetryPolicy;
+pub use topology::{InvalidNamespace, Topology};
+
+use lapin::types::LongString;
+use lapin::{Connection, ConnectionProperties};
+use sqlx::PgPool;
+use sqlx::migrate::{MigrateError, Migrator};
+
+static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// Creates or upgrades the outbox and inbox tables in `pool`'s database.
+///
+/// The history is kept in `_checkout_messaging_migrations`, apart from the
+/// service's own `_sqlx_migrations`, so both can be versioned independently.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    let mut migrator = Migrator::with_migrations(MIGRATIONS.iter().cloned().collect());
+    migrator.dangerous_set_table_name("_checkout_messaging_migrations");
+    migrator.run(pool).await
+}
+
+/// Opens the service's one broker connection; roles (relay, consumer) each
+/// open their own channel on it. `name` shows in the RabbitMQ UI.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
+    let properties = ConnectionProperties::default().with_connection_name(LongString::from(name));
+    Connection::connect(url, properties).await
+}

@@ -1,0 +1,43 @@
+//! The metrics the messaging machinery records, through the `metrics`
+//! facade: whatever recorder the process installs (the runtime installs a
+//! Prometheus one) receives them; without one they cost nothing.
+//!
+//! These names are a contract with the dashboards in `deploy/`.
+
+/// Deliveries handled, by `event_type` and `outcome`
+/// (`applied`, `duplicate`, `ignored`, `retried`, `dead_lettered`).
+pub const MESSAGES_CONSUMED: &str = "checkout_messages_consumed_total";
+/// Outbox rows published and confirmed, by `event_type`.
+pub const MESSAGES_PUBLISHED: &str = "checkout_messages_published_total";
+/// Seconds from delivery to settlement, by `event_type`.
+pub const HANDLER_DURATION: &str = "checkout_handler_duration_seconds";
+/// Deliveries sent round again after a transient failure, by `event_type`.
+pub const MESSAGE_RETRIES: &str = "checkout_message_retries_total";
+/// Deliveries moved to the dead-letter queue, by `reason`
+/// (`poison`, `permanent`, `exhausted`).
+pub const MESSAGES_DEAD_LETTERED: &str = "checkout_messages_dead_lettered_total";
+
+/// Registers descriptions, so the exporter's `# HELP` lines say what each is.
+pub fn describe() {
+    metrics::describe_counter!(
+        MESSAGES_CONSUMED,
+        "Deliveries handled, by event type and outcome"
+    );
+    metrics::describe_counter!(
+        MESSAGES_PUBLISHED,
+        "Outbox rows published and confirmed, by event type"
+    );
+    metrics::describe_histogram!(
+        HANDLER_DURATION,
+        metrics::Unit::Seconds,
+        "Time from delivery to settlement, by event type"
+    );
+    metrics::describe_counter!(
+        MESSAGE_RETRIES,
+        "Deliveries retried after a transient failure"
+    );
+    metrics::describe_counter!(
+        MESSAGES_DEAD_LETTERED,
+        "Deliveries moved to the dead-letter queue, by reason"
+    );
+}

@@ -1,0 +1,99 @@
+//! `checkoutctl dlq`: the real binary against the real broker.
+
+use crate::consumer::{BROKEN, Scripted, applied, envelope, start_with, stop};
+use crate::support::{TestEnv, eventually};
+use std::process::Output;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Runs `checkoutctl --namespace <the test's> args…`.
+async fn checkoutctl(env: &TestEnv, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_checkoutctl"));
+    command
+        .arg("--namespace")
+        .arg(env.topology.exchange().trim_end_matches(".events"))
+        .args(args);
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("joined")
+        .expect("checkoutctl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn list_show_replay_and_purge_dead_letters() {
+    let env = TestEnv::new().await;
+    let handler = Scripted::default();
+    let (shutdown, task) = start_with(&env, 8, handler.clone());
+    let dlq = env.topology.dead_letter_queue("probe");
+
+    // The same event twice (a broker redelivery, say); both are exhausted.
+    let failing = envelope(BROKEN, 1);
+    env.publish(&failing).await;
+    env.publish(&failing).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            env.ready(&dlq).await == 2
+        })
+        .await,
+        "both copies are dead-lettered"
+    );
+    let id = failing.id.to_string();
+
+    let list = checkoutctl(&env, &["dlq", "list", "--service", "probe"]).await;
+    assert!(list.status.success(), "{list:?}");
+    let text = stdout(&list);
+    assert_eq!(text.matches(&id).count(), 2, "{text}");
+    assert!(
+        text.contains("exhausted") && text.contains("test.happened"),
+        "{text}"
+    );
+    assert!(text.contains("2 dead letter(s)"), "{text}");
+
+    let show = checkoutctl(&env, &["dlq", "show", "--service", "probe", &id]).await;
+    assert!(show.status.success(), "{show:?}");
+    let text = stdout(&show);
+    assert!(text.contains("database unavailable"), "{text}");
+    assert!(text.contains("\"writer\": 3"), "the body is shown: {text}");
+    assert_eq!(env.ready(&dlq).await, 2, "looking removes nothing");
+
+    // Fix the cause, replay everything: applied once, the copy deduplicated.
+    handler.broken.store(false, Ordering::SeqCst);
+    let replay = checkoutctl(&env, &["dlq", "replay", "--service", "probe", "--all"]).await;
+    assert!(replay.status.success(), "{replay:?}");
+    assert!(
+        stdout(&replay).contains("replayed 2, left 0"),
+        "{}",
+        stdout(&replay)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            env.count("SELECT count(*) FROM processed_events").await == 1
+                && env.ready(&env.topology.queue("probe")).await == 0
+        })
+        .await
+    );
+    assert_eq!(applied(&env, BROKEN, 1).await, 1);
+    assert_eq!(env.ready(&dlq).await, 0);
+
+    // Purge asks for confirmation, then empties the queue.
+    env.publish_raw("test.happened", b"poison").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            env.ready(&dlq).await == 1
+        })
+        .await
+    );
+    let refused = checkoutctl(&env, &["dlq", "purge", "--service", "probe"]).await;
+    assert!(!refused.status.success());
+    assert_eq!(env.ready(&dlq).await, 1);
+    let purge = checkoutctl(&env, &["dlq", "purge", "--service", "probe", "--yes"]).await;
+    assert!(stdout(&purge).contains("purged 1"), "{purge:?}");
+    assert_eq!(env.ready(&dlq).await, 0);
+
+    stop(shutdown, task).await;
+    env.cleanup().await;
+}

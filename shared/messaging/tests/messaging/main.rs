@@ -1,0 +1,9 @@
+//! Integration tests of the messaging machinery against the real RabbitMQ
+//! and PostgreSQL of the machine. Each test has its own database and its
+//! own exchange and queue names, and removes them at the end.
+
+mod consumer;
+mod dlq_tool;
+mod outbox;
+mod relay;
+mod support;

@@ -1,0 +1,218 @@
+//! A fresh database and broker namespace per test, plus a test event.
+
+use checkout_events::{Envelope, Event, Subscription};
+use checkout_messaging::{RetryPolicy, Topology, connect};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
+use lapin::types::ShortString;
+use lapin::{BasicProperties, Channel, Connection};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection as _, PgConnection, PgPool};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub(crate) const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub(crate) const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The one queue these tests consume from, bound to the test events.
+pub(crate) const PROBE: &[Subscription] = &[Subscription {
+    service: "probe",
+    routing_keys: &["test.happened"],
+}];
+
+/// Short delays, so retry tests take a fraction of a second.
+pub(crate) fn retries() -> RetryPolicy {
+    RetryPolicy::new(vec![Duration::from_millis(100), Duration::from_millis(200)])
+}
+
+/// A test event: which writer wrote it, and its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Happened {
+    pub(crate) writer: u32,
+    pub(crate) seq: u32,
+}
+
+impl Event for Happened {
+    const TYPE: &'static str = "Happened";
+    const VERSION: u32 = 1;
+    const ROUTING_KEY: &'static str = "test.happened";
+}
+
+pub(crate) struct TestEnv {
+    pub(crate) pool: PgPool,
+    pub(crate) db_name: String,
+    pub(crate) broker: std::sync::Arc<Connection>,
+    pub(crate) channel: Channel,
+    pub(crate) topology: Topology,
+}
+
+impl TestEnv {
+    /// A new database with the messaging tables and a `state` table, and a
+    /// declared topology under a fresh namespace.
+    pub(crate) async fn new() -> TestEnv {
+        let db_name = format!("test_messaging_{}", Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(ADMIN_URL)
+            .await
+            .expect("postgres is up");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .connect(&format!("postgres://postgres@127.0.0.1:5432/{db_name}"))
+            .await
+            .expect("connect to the test database");
+        checkout_messaging::migrate(&pool).await.expect("migrate");
+        sqlx::query("CREATE TABLE state (id UUID PRIMARY KEY, note TEXT NOT NULL)")
+            .execute(&pool)
+            .await
+            .expect("state table");
+
+        let namespace = format!("test-{}", Uuid::now_v7().simple());
+        let topology = Topology::new(namespace).expect("valid namespace");
+        let broker = connect(AMQP_URL, "messaging-tests")
+            .await
+            .expect("rabbitmq is up");
+        let channel = broker.create_channel().await.expect("channel");
+        topology.declare(&channel, PROBE).await.expect("declare");
+        topology
+            .declare_retries(&channel, "probe", &retries())
+            .await
+            .expect("declare retry queues");
+        TestEnv {
+            pool,
+            db_name,
+            broker: std::sync::Arc::new(broker),
+            channel,
+            topology,
+        }
+    }
+
+    /// Removes the database and the broker names.
+    pub(crate) async fn cleanup(self) {
+        self.topology
+            .delete(&self.channel, PROBE, &retries())
+            .await
+            .expect("delete topology");
+        let _ = self.broker.close(200, ShortString::from("done")).await;
+        self.pool.close().await;
+        let mut admin = PgConnection::connect(ADMIN_URL)
+            .await
+            .expect("postgres is up");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.db_name
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop database");
+    }
+
+    /// Takes messages from `queue` until `done` says enough, or the queue
+    /// is empty and the deadline has passed; acks what it takes.
+    pub(crate) async fn drain(
+        &self,
+        queue: &str,
+        deadline: Duration,
+        done: impl Fn(&[lapin::message::Delivery]) -> bool,
+    ) -> Vec<lapin::message::Delivery> {
+        let mut got = Vec::new();
+        let until = Instant::now() + deadline;
+        while !done(&got) {
+            match self
+                .channel
+                .basic_get(ShortString::from(queue), BasicGetOptions::default())
+                .await
+                .expect("basic_get")
+            {
+                Some(message) => {
+                    message
+                        .delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .expect("ack");
+                    got.push(message.delivery);
+                }
+                None if Instant::now() >= until => break,
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        got
+    }
+
+    /// How many messages wait in `queue` (not counting unacked ones).
+    pub(crate) async fn ready(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                ShortString::from(queue),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("queue exists")
+            .message_count()
+    }
+
+    /// Publishes raw bytes to the test exchange, as a misbehaving producer would.
+    pub(crate) async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
+        self.publish_with(routing_key, body, BasicProperties::default())
+            .await;
+    }
+
+    /// Publishes an envelope to the test exchange, with the properties the
+    /// relay sets.
+    pub(crate) async fn publish(&self, envelope: &Envelope) {
+        let body = serde_json::to_vec(envelope).expect("serializable");
+        let properties = BasicProperties::default()
+            .with_message_id(ShortString::from(envelope.id.to_string()))
+            .with_type(ShortString::from(envelope.event_type.as_str()))
+            .with_content_type(ShortString::from("application/json"))
+            .with_delivery_mode(2);
+        self.publish_with(Happened::ROUTING_KEY, &body, properties)
+            .await;
+    }
+
+    async fn publish_with(&self, routing_key: &str, body: &[u8], properties: BasicProperties) {
+        self.channel
+            .basic_publish(
+                ShortString::from(self.topology.exchange()),
+                ShortString::from(routing_key),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("publish");
+    }
+
+    pub(crate) async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count query")
+    }
+}
+
+/// Polls `check` until it returns true or `deadline` passes.
+pub(crate) async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
