@@ -1,0 +1,27 @@
+//! The process shell every service shares, so each service's `lib.rs` only
+//! says what is its own (routes, handlers, migrations):
+//!
+//! - [`config`]: the environment, with working defaults and one clear line
+//!   per bad variable;
+//! - [`Runtime`]: database pool and migrations, the broker connection and
+//!   topology, the outbox relay and consumers as supervised tasks, and the
+//!   HTTP server — started in that order and stopped in reverse on SIGTERM;
+//! - [`http`]: problem+json errors, the extractors that produce them,
+//!   the server span of every request, and the health routes;
+//! - [`metrics`]: the Prometheus recorder and `GET /metrics`, with HTTP
+//!   request metrics and gauges read from the database at scrape time;
+//! - `openapi`: the OpenAPI 3.1 document generated from a service's routes,
+//!   served at `/openapi.json`, with a browsable reference at `/docs`
+//!   ([`Runtime::with_api`]).
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+mod openapi;
+mod runtime;
+mod signal;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{Config, ConfigError, ServiceInfo};
+pub use runtime::{Application, BrokerStatus, Runtime, launch};
