@@ -1,0 +1,281 @@
+//! The Inventory service's HTTP API: the catalog with its stock
+//! (`GET /products`), its administration (`PUT /products/{sku}`), and what
+//! an order holds (`GET /reservations?order_id=`: a list, empty until the
+//! order is seen, one reservation after). Each handler carries its OpenAPI
+//! description; `api()` registers route and description together.
+
+use crate::catalog::{self, ProductSpec, Put};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use checkout_events::{Currency, Money, Sku};
+use checkout_messaging::Cause;
+use checkout_runtime::http::{
+    ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json as JsonColumn;
+use sqlx::{FromRow, PgPool};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+/// The routes, each with its documentation.
+pub(crate) fn api(pool: PgPool) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(products))
+        .routes(routes!(put_product))
+        .routes(routes!(reservations))
+        .with_state(pool)
+}
+
+fn internal(error: sqlx::Error) -> Problem {
+    Problem::internal(&error)
+}
+
+/// Money on the wire, as in the events: minor units and a currency code.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Amount {
+    /// Minor units, e.g. cents.
+    #[schema(example = 4999)]
+    amount: i64,
+    /// ISO 4217 code: three upper-case letters.
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
+    currency: String,
+}
+
+#[derive(Debug, FromRow)]
+struct ProductRow {
+    sku: String,
+    name: String,
+    unit_price: i64,
+    currency: String,
+    on_hand: i64,
+    reserved: i64,
+    available: i64,
+    revision: i64,
+}
+
+/// A product with its stock.
+#[derive(Debug, Serialize, ToSchema)]
+struct Product {
+    /// The SKU.
+    sku: String,
+    /// Its display name.
+    name: String,
+    /// The price of one unit.
+    unit_price: Amount,
+    /// Units in the warehouse.
+    on_hand: i64,
+    /// Units held for orders that are not final yet.
+    reserved: i64,
+    /// What can still be sold: on hand minus reserved.
+    available: i64,
+    /// Grows by one on every change.
+    revision: i64,
+}
+
+impl From<ProductRow> for Product {
+    fn from(row: ProductRow) -> Self {
+        Self {
+            sku: row.sku,
+            name: row.name,
+            unit_price: Amount {
+                amount: row.unit_price,
+                currency: row.currency,
+            },
+            on_hand: row.on_hand,
+            reserved: row.reserved,
+            available: row.available,
+            revision: row.revision,
+        }
+    }
+}
+
+const PRODUCTS: &str = "SELECT sku, name, unit_price, currency, on_hand, reserved, \
+     on_hand - reserved AS available, revision FROM products";
+
+/// The catalog with its stock, by SKU.
+#[utoipa::path(get, path = "/products", tag = "catalog",
+    responses((status = 200, description = "Every product", body = [Product])))]
+async fn products(State(pool): State<PgPool>) -> Result<Json<Vec<Product>>, Problem> {
+    let rows: Vec<ProductRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} ORDER BY sku")))
+            .fetch_all(&pool)
+            .await
+            .map_err(internal)?;
+    Ok(Json(rows.into_iter().map(Product::from).collect()))
+}
+
+/// The body of `PUT /products/{sku}`: the whole product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ProductBody {
+    /// Display name, 1–200 characters.
+    #[schema(min_length = 1, max_length = 200, example = "Mechanical keyboard")]
+    name: String,
+    /// The price of one unit: 0 to 10¹² minor units.
+    unit_price: Amount,
+    /// Units in the warehouse: 0 to 10⁹, and not fewer than are reserved.
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 100)]
+    on_hand: i64,
+}
+
+const MAX_PRICE: i64 = 1_000_000_000_000;
+const MAX_STOCK: i64 = 1_000_000_000;
+
+impl ProductBody {
+    /// Checks every rule and collects every violation.
+    fn validate(self, sku: &str) -> Result<(Sku, ProductSpec), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let sku = Sku::parse(sku).map_err(|e| errors.push(FieldError::new("sku", e.to_string())));
+        let name = self.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 200 || name.contains(char::is_control) {
+            errors.push(FieldError::new(
+                "name",
+                "must be 1 to 200 characters, without control characters",
+            ));
+        }
+        if !(0..=MAX_PRICE).contains(&self.unit_price.amount) {
+            errors.push(FieldError::new(
+                "unit_price.amount",
+                format!("must be 0 to {MAX_PRICE} minor units"),
+            ));
+        }
+        let currency = Currency::parse(self.unit_price.currency)
+            .map_err(|e| errors.push(FieldError::new("unit_price.currency", e.to_string())));
+        if !(0..=MAX_STOCK).contains(&self.on_hand) {
+            errors.push(FieldError::new(
+                "on_hand",
+                format!("must be 0 to {MAX_STOCK}"),
+            ));
+        }
+        match (sku, currency) {
+            (Ok(sku), Ok(currency)) if errors.is_empty() => Ok((
+                sku,
+                ProductSpec {
+                    name,
+                    unit_price: Money::new(self.unit_price.amount, currency),
+                    on_hand: self.on_hand,
+                },
+            )),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Creates the product `sku` or changes its name, price or stock. Every
+/// change bumps the revision and announces it (ProductUpdated, through the
+/// outbox); putting what is already there changes nothing.
+#[utoipa::path(put, path = "/products/{sku}", tag = "catalog",
+    params(("sku" = String, Path, description = "1–64 characters of A-Z, 0-9 and -")),
+    request_body = ProductBody,
+    responses(
+        (status = 200, description = "Changed (or already so)", body = Product),
+        (status = 201, description = "Created", body = Product,
+            headers(("location" = String, description = "/products/{sku}"))),
+        JsonBodyProblems,
+    ))]
+async fn put_product(
+    State(pool): State<PgPool>,
+    ApiPath(sku): ApiPath<String>,
+    ApiJson(body): ApiJson<ProductBody>,
+) -> Result<Response, Problem> {
+    let (sku, spec) = body.validate(&sku).map_err(Problem::validation)?;
+    let mut tx = pool.begin().await.map_err(internal)?;
+    let cause = Cause::Command {
+        correlation_id: Uuid::now_v7(),
+    };
+    let put = catalog::put(&mut tx, &sku, &spec, cause)
+        .await
+        .map_err(internal)?;
+    if let Put::BelowReserved { reserved } = put {
+        return Err(Problem::validation(vec![FieldError::new(
+            "on_hand",
+            format!("{reserved} units are reserved for orders; on_hand cannot be fewer"),
+        )]));
+    }
+    let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} WHERE sku = $1")))
+        .bind(sku.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(internal)?;
+    checkout_messaging::outbox::commit(tx)
+        .await
+        .map_err(internal)?;
+    let product = Json(Product::from(row));
+    Ok(match put {
+        Put::Created(_) => (
+            StatusCode::CREATED,
+            [(header::LOCATION, format!("/products/{sku}"))],
+            product,
+        )
+            .into_response(),
+        _ => product.into_response(),
+    })
+}
+
+/// The query of `GET /reservations`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct Filter {
+    /// The order whose reservation to show.
+    order_id: Uuid,
+}
+
+/// One reserved line.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+struct Item {
+    /// The SKU.
+    sku: String,
+    /// Units held.
+    quantity: i64,
+}
+
+/// What an order holds, or held.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+struct Reservation {
+    /// The order.
+    order_id: Uuid,
+    /// `RESERVED`, `FAILED`, `RELEASED`, `COMMITTED` or `VOIDED`.
+    status: String,
+    /// Why nothing is (or no longer) held.
+    reason: Option<String>,
+    /// The lines held.
+    #[schema(value_type = Vec<Item>)]
+    items: JsonColumn<Vec<Item>>,
+    /// When the order was first seen.
+    created_at: DateTime<Utc>,
+    /// When the reservation last changed.
+    updated_at: DateTime<Utc>,
+}
+
+/// The reservation of an order: empty until the order is seen here.
+#[utoipa::path(get, path = "/reservations", tag = "reservations",
+    params(Filter),
+    responses(
+        (status = 200, description = "Zero or one reservation", body = [Reservation]),
+        (status = 422, response = ProblemResponse),
+    ))]
+async fn reservations(
+    State(pool): State<PgPool>,
+    ApiQuery(filter): ApiQuery<Filter>,
+) -> Result<Json<Vec<Reservation>>, Problem> {
+    let rows: Vec<Reservation> = sqlx::query_as(
+        "SELECT r.order_id, r.status, r.reason, r.created_at, r.updated_at, \
+             COALESCE((SELECT jsonb_agg(jsonb_build_object('sku', l.sku, 'quantity', l.quantity) \
+                                        ORDER BY l.sku) \
+                       FROM reservation_lines l WHERE l.order_id = r.order_id), '[]'::jsonb) AS items \
+         FROM reservations r WHERE r.order_id = $1",
+    )
+    .bind(filter.order_id)
+    .fetch_all(&pool)
+    .await
+    .map_err(internal)?;
+    Ok(Json(rows))
+}
