@@ -1,0 +1,107 @@
+//! `GET /payments?order_id=`: the payment recorded for an order, as a list
+//! (empty until the order is seen, one row after), with its OpenAPI
+//! description.
+
+use axum::Json;
+use axum::extract::State;
+use checkout_runtime::http::{ApiQuery, Problem, ProblemResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, PgPool};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+/// The routes, each with its documentation.
+pub(crate) fn api(pool: PgPool) -> OpenApiRouter {
+    OpenApiRouter::new().routes(routes!(list)).with_state(pool)
+}
+
+/// The query of `GET /payments`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct Filter {
+    /// The order whose payment to show.
+    order_id: Uuid,
+}
+
+#[derive(Debug, FromRow)]
+struct Row {
+    id: Uuid,
+    order_id: Uuid,
+    status: String,
+    amount: i64,
+    currency: String,
+    reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Money on the wire, as in the events: minor units and a currency code.
+#[derive(Debug, Serialize, ToSchema)]
+struct Amount {
+    /// Minor units, e.g. cents.
+    amount: i64,
+    /// ISO 4217 code.
+    currency: String,
+}
+
+/// An order's payment.
+#[derive(Debug, Serialize, ToSchema)]
+struct Payment {
+    /// The payment's id.
+    id: Uuid,
+    /// The order paid for.
+    order_id: Uuid,
+    /// `CAPTURED`, `DECLINED`, `REFUNDED` or `VOIDED`.
+    status: String,
+    /// The order's total.
+    amount: Amount,
+    /// Why it was declined or refunded.
+    reason: Option<String>,
+    /// When the order was first seen.
+    created_at: DateTime<Utc>,
+    /// When the payment last changed.
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Row> for Payment {
+    fn from(row: Row) -> Self {
+        Self {
+            id: row.id,
+            order_id: row.order_id,
+            status: row.status,
+            amount: Amount {
+                amount: row.amount,
+                currency: row.currency,
+            },
+            reason: row.reason,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// The payment of an order: empty until the order is seen here.
+#[utoipa::path(get, path = "/payments", tag = "payments",
+    params(Filter),
+    responses(
+        (status = 200, description = "Zero or one payment", body = [Payment]),
+        (status = 422, response = ProblemResponse),
+    ))]
+async fn list(
+    State(pool): State<PgPool>,
+    ApiQuery(filter): ApiQuery<Filter>,
+) -> Result<Json<Vec<Payment>>, Problem> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, order_id, status, amount, currency, reason, created_at, updated_at \
+         FROM payments WHERE order_id = $1",
+    )
+    .bind(filter.order_id)
+    .fetch_all(&pool)
+    .await
+    .map_err(|e| Problem::internal(&e))?;
+    Ok(Json(rows.into_iter().map(Payment::from).collect()))
+}
