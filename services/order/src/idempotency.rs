@@ -1,0 +1,130 @@
+//! `Idempotency-Key` on `POST /orders`: a client that retries a request it
+//! never saw the answer to gets the order it already created, not a second
+//! one.
+//!
+//! The key is claimed by inserting its row in the transaction that creates
+//! the order; the primary key, not a look-up before the insert, decides the
+//! race between concurrent duplicates (the second waits for the first to
+//! commit, then sees its row). Keys are kept for [`RETENTION`]: each claim
+//! prunes a bounded batch of expired rows, and an expired key is treated
+//! as new, so nothing needs a background task and replicas need no
+//! coordination.
+
+use checkout_events::OrderId;
+use checkout_runtime::http::FieldError;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The header's name.
+pub(crate) const HEADER: &str = "idempotency-key";
+
+/// How long a key is remembered, as a PostgreSQL interval.
+pub(crate) const RETENTION: &str = "24 hours";
+
+/// Expired keys deleted per claim at most, so pruning stays cheap per
+/// request and still outpaces any rate of new keys.
+const PRUNE_BATCH: i64 = 100;
+
+/// A client's idempotency key: 1–255 visible ASCII characters (a UUID is
+/// the usual choice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Key(String);
+
+impl Key {
+    /// Reads the header's value.
+    pub(crate) fn parse(raw: &[u8]) -> Result<Self, FieldError> {
+        let visible =
+            (1..=255).contains(&raw.len()) && raw.iter().all(|b| (0x21..=0x7e).contains(b));
+        match std::str::from_utf8(raw) {
+            Ok(key) if visible => Ok(Self(key.to_owned())),
+            _ => Err(FieldError::new(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters, e.g. a UUID",
+            )),
+        }
+    }
+}
+
+/// What claiming a key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The key is new (or expired): create the order with the id given.
+    New,
+    /// The key was used for this very request: here is its order.
+    Replay(OrderId),
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// Claims `key` for the request whose canonical form is `request` and the
+/// order `order_id`, inside the transaction that will create that order.
+pub(crate) async fn claim(
+    tx: &mut PgConnection,
+    key: &Key,
+    request: &str,
+    order_id: OrderId,
+) -> Result<Claim, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE key IN ( \
+             SELECT key FROM idempotency_keys \
+             WHERE created_at < now() - $1::interval \
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(RETENTION)
+    .bind(PRUNE_BATCH)
+    .execute(&mut *tx)
+    .await?;
+
+    // Twice at most: a live row can expire and be pruned between the two
+    // statements, and then the key is free again.
+    for _ in 0..2 {
+        // Inserts, or takes over an expired row; on a live row it does
+        // nothing and returns nothing (after waiting for a concurrent
+        // claimer's commit).
+        let claimed: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO idempotency_keys (key, request_hash, order_id) \
+             VALUES ($1, sha256(convert_to($2, 'UTF8')), $3) \
+             ON CONFLICT (key) DO UPDATE \
+                 SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, \
+                     created_at = now() \
+                 WHERE idempotency_keys.created_at < now() - $4::interval \
+             RETURNING order_id",
+        )
+        .bind(&key.0)
+        .bind(request)
+        .bind(order_id.as_uuid())
+        .bind(RETENTION)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_some() {
+            return Ok(Claim::New);
+        }
+        let existing: Option<(Uuid, bool)> = sqlx::query_as(
+            "SELECT order_id, request_hash = sha256(convert_to($2, 'UTF8')) \
+             FROM idempotency_keys WHERE key = $1",
+        )
+        .bind(&key.0)
+        .bind(request)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match existing {
+            Some((original, true)) => return Ok(Claim::Replay(OrderId::from(original))),
+            Some((_, false)) => return Ok(Claim::Mismatch),
+            None => continue,
+        }
+    }
+    Err(sqlx::Error::RowNotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_visible_ascii_of_bounded_length() {
+        assert!(Key::parse(b"0194f0c2-0000-7000-8000-000000000000").is_ok());
+        for bad in [&b""[..], b"with space", b"tab\t", b"\xff\xfe", &[b'k'; 256]] {
+            assert!(Key::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The Order service: takes orders over HTTP and joins the saga.
+//!
+//! `POST /orders` prices the order from the local catalog and writes it,
+//! PENDING, together with OrderCreated. Payment and Inventory answer; the
+//! [`saga`] consumer joins their replies into CONFIRMED or CANCELLED and
+//! emits OrderConfirmed or OrderCancelled. The catalog is a local table
+//! kept from Inventory's ProductUpdated events.
+
+pub mod catalog;
+mod idempotency;
+pub mod metrics;
+pub mod order;
+mod request;
+mod routes;
+pub mod saga;
+pub mod settings;
+mod store;
+mod timeline;
+
+use checkout_runtime::{Config, Runtime, ServiceInfo};
+pub use settings::Settings;
+
+pub use checkout_runtime::Application;
+use sqlx::migrate::Migrator;
+
+/// Who this service is: its queue, binary, database and port.
+pub const SERVICE: ServiceInfo = ServiceInfo {
+    name: "order",
+    binary: "order-service",
+    database: "orders",
+    http_port: 8080,
+};
+
+/// The service's own tables (the messaging tables come with the runtime).
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Starts the service with its [`Settings`] from the environment; see
+/// [`build_with`].
+pub async fn build(config: Config) -> anyhow::Result<Application> {
+    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    build_with(config, settings).await
+}
+
+/// Starts the service: connects, migrates, declares the topology, starts
+/// its background tasks. Serve it with [`Application::run_until_stopped`].
+pub async fn build_with(config: Config, settings: Settings) -> anyhow::Result<Application> {
+    let mut runtime = Runtime::start(SERVICE, config, &MIGRATOR)
+        .await?
+        .with_collector(metrics::orders_by_status);
+    metrics::describe();
+    runtime.spawn_relay();
+    runtime.spawn_consumer(saga::OrderSaga);
+    let api = routes::api(runtime.pool().clone(), settings);
+    Ok(runtime.with_api(api))
+}

@@ -1,0 +1,261 @@
+//! The order's state machine: how the two replies of the saga — payment and
+//! inventory — turn a PENDING order into CONFIRMED or CANCELLED.
+//!
+//! Pure: no I/O. The replies may come in either order and more than once; a
+//! reply that finds its leg already settled changes nothing, and a reply
+//! after the order is final is recorded for display but decides nothing.
+
+use std::fmt;
+
+/// Where the order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Accepted; waiting for payment and stock.
+    Pending,
+    /// Paid and reserved: final.
+    Confirmed,
+    /// A leg failed: final; whatever succeeded is compensated.
+    Cancelled,
+}
+
+/// Where one leg of the saga (payment or inventory) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    /// No reply yet.
+    Pending,
+    /// Captured / reserved.
+    Succeeded,
+    /// Declined / out of stock.
+    Failed,
+}
+
+/// A reply from one of the two participants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// PaymentCaptured (`Ok`) or PaymentFailed with its reason.
+    Payment(Result<(), String>),
+    /// InventoryReserved (`Ok`) or InventoryFailed with its reason.
+    Inventory(Result<(), String>),
+}
+
+/// What applying a reply did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The leg was already settled: nothing changed.
+    Duplicate,
+    /// The leg was recorded; the order waits for the other one.
+    Recorded,
+    /// The leg was recorded after the order became final; nothing to decide.
+    Late,
+    /// Both legs succeeded: the order is confirmed.
+    Confirmed,
+    /// A leg failed: the order is cancelled for this reason.
+    Cancelled(String),
+}
+
+/// The saga state of one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saga {
+    /// Where the order stands.
+    pub status: Status,
+    /// The payment leg.
+    pub payment: Leg,
+    /// The inventory leg.
+    pub inventory: Leg,
+    /// Why the order was cancelled, once it is.
+    pub cancel_reason: Option<String>,
+}
+
+impl Default for Saga {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Saga {
+    /// A new order: pending on both legs.
+    pub fn new() -> Self {
+        Self {
+            status: Status::Pending,
+            payment: Leg::Pending,
+            inventory: Leg::Pending,
+            cancel_reason: None,
+        }
+    }
+
+    /// Applies one reply; see [`Transition`].
+    pub fn apply(&mut self, reply: Reply) -> Transition {
+        let (leg, outcome) = match reply {
+            Reply::Payment(outcome) => (
+                &mut self.payment,
+                outcome.map_err(|r| format!("payment failed: {r}")),
+            ),
+            Reply::Inventory(outcome) => (
+                &mut self.inventory,
+                outcome.map_err(|r| format!("inventory failed: {r}")),
+            ),
+        };
+        if *leg != Leg::Pending {
+            return Transition::Duplicate;
+        }
+        *leg = if outcome.is_ok() {
+            Leg::Succeeded
+        } else {
+            Leg::Failed
+        };
+        if self.status != Status::Pending {
+            return Transition::Late;
+        }
+        match (outcome, self.payment, self.inventory) {
+            (Err(reason), _, _) => {
+                self.status = Status::Cancelled;
+                self.cancel_reason = Some(reason.clone());
+                Transition::Cancelled(reason)
+            }
+            (Ok(()), Leg::Succeeded, Leg::Succeeded) => {
+                self.status = Status::Confirmed;
+                Transition::Confirmed
+            }
+            (Ok(()), _, _) => Transition::Recorded,
+        }
+    }
+}
+
+impl Status {
+    /// The name stored and shown (`PENDING`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Confirmed => "CONFIRMED",
+            Status::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Status::Pending, Status::Confirmed, Status::Cancelled]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+impl Leg {
+    /// The name stored (`PENDING`, `SUCCEEDED`, `FAILED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leg::Pending => "PENDING",
+            Leg::Succeeded => "SUCCEEDED",
+            Leg::Failed => "FAILED",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Leg::Pending, Leg::Succeeded, Leg::Failed]
+            .into_iter()
+            .find(|l| l.as_str() == raw)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paid() -> Reply {
+        Reply::Payment(Ok(()))
+    }
+    fn declined() -> Reply {
+        Reply::Payment(Err("card declined".into()))
+    }
+    fn reserved() -> Reply {
+        Reply::Inventory(Ok(()))
+    }
+    fn out_of_stock() -> Reply {
+        Reply::Inventory(Err("out of stock".into()))
+    }
+
+    #[test]
+    fn both_good_confirms_in_either_order() {
+        for replies in [[paid(), reserved()], [reserved(), paid()]] {
+            let mut saga = Saga::new();
+            let [first, second] = replies;
+            assert_eq!(saga.apply(first), Transition::Recorded);
+            assert_eq!(saga.apply(second), Transition::Confirmed);
+            assert_eq!(saga.status, Status::Confirmed);
+            assert_eq!(saga.cancel_reason, None);
+        }
+    }
+
+    #[test]
+    fn any_failure_cancels_at_once_in_either_order() {
+        let cases = [
+            (declined(), reserved(), "payment failed: card declined"),
+            (reserved(), declined(), "payment failed: card declined"),
+            (out_of_stock(), paid(), "inventory failed: out of stock"),
+            (paid(), out_of_stock(), "inventory failed: out of stock"),
+        ];
+        for (first, second, reason) in cases {
+            let mut saga = Saga::new();
+            let failing_first = matches!(&first, Reply::Payment(Err(_)) | Reply::Inventory(Err(_)));
+            let t1 = saga.apply(first);
+            let t2 = saga.apply(second);
+            let cancelled = Transition::Cancelled(reason.to_owned());
+            if failing_first {
+                assert_eq!((t1, t2), (cancelled, Transition::Late));
+            } else {
+                assert_eq!((t1, t2), (Transition::Recorded, cancelled));
+            }
+            assert_eq!(saga.status, Status::Cancelled);
+            assert_eq!(saga.cancel_reason.as_deref(), Some(reason));
+        }
+    }
+
+    #[test]
+    fn duplicates_change_nothing() {
+        let mut saga = Saga::new();
+        assert_eq!(saga.apply(paid()), Transition::Recorded);
+        let before = saga.clone();
+        assert_eq!(saga.apply(paid()), Transition::Duplicate);
+        assert_eq!(saga.apply(declined()), Transition::Duplicate);
+        assert_eq!(saga, before);
+    }
+
+    #[test]
+    fn the_first_failure_is_the_reason_and_late_replies_decide_nothing() {
+        let mut saga = Saga::new();
+        assert!(matches!(
+            saga.apply(out_of_stock()),
+            Transition::Cancelled(_)
+        ));
+        assert_eq!(saga.apply(declined()), Transition::Late);
+        assert_eq!(saga.status, Status::Cancelled);
+        assert_eq!(saga.payment, Leg::Failed);
+        assert_eq!(
+            saga.cancel_reason.as_deref(),
+            Some("inventory failed: out of stock")
+        );
+
+        let mut confirmed = Saga::new();
+        confirmed.apply(paid());
+        confirmed.apply(reserved());
+        assert_eq!(confirmed.apply(out_of_stock()), Transition::Duplicate);
+        assert_eq!(confirmed.status, Status::Confirmed);
+    }
+
+    #[test]
+    fn stored_names_round_trip() {
+        for s in [Status::Pending, Status::Confirmed, Status::Cancelled] {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        for l in [Leg::Pending, Leg::Succeeded, Leg::Failed] {
+            assert_eq!(Leg::parse(l.as_str()), Some(l));
+        }
+        assert_eq!(Status::parse("SHIPPED"), None);
+    }
+}

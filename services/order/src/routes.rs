@@ -1,0 +1,297 @@
+//! The Order service's HTTP API: place an order (idempotently), read it
+//! with its timeline, list orders page by page, see the catalog. Each
+//! handler carries its OpenAPI description; `api()` registers route and
+//! description together.
+
+use crate::catalog::{self, PricingError, Product};
+use crate::idempotency::{self, Claim, Key};
+use crate::order::Status;
+use crate::request::PlaceOrder;
+use crate::saga::OUTBOX;
+use crate::settings::Settings;
+use crate::store::{self, OrderSummary, OrderView};
+use crate::timeline::{self, current_trace_id};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use checkout_events::{OrderCreated, OrderId};
+use checkout_messaging::Cause;
+use checkout_runtime::http::{
+    ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+struct AppState {
+    pool: PgPool,
+    settings: Arc<Settings>,
+}
+
+/// The routes, each with its documentation.
+pub(crate) fn api(pool: PgPool, settings: Settings) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(place, list))
+        .routes(routes!(show))
+        .routes(routes!(list_catalog))
+        .with_state(AppState {
+            pool,
+            settings: Arc::new(settings),
+        })
+}
+
+fn internal(error: sqlx::Error) -> Problem {
+    Problem::internal(&error)
+}
+
+/// The answer to `POST /orders`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Accepted {
+    /// The order's id.
+    id: Uuid,
+    /// `PENDING` for a new order; for a replay, where the order is now.
+    #[schema(example = "PENDING")]
+    status: String,
+}
+
+/// Places an order: validates it, prices it from the local catalog, and
+/// writes it with its OrderCreated in one transaction. The answer is 202:
+/// the order is accepted, not yet confirmed; poll `Location`.
+///
+/// With an `Idempotency-Key`, a retry with the same body gets the same
+/// order (header `Idempotent-Replayed: true`, no second order), and the
+/// same key with another body is a 422. Keys are kept 24 hours.
+#[utoipa::path(post, path = "/orders", tag = "orders",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1–255 visible ASCII characters, e.g. a UUID; kept 24 hours")),
+    request_body = PlaceOrder,
+    responses(
+        (status = 202, description = "Accepted (or replayed)", body = Accepted,
+            headers(("location" = String, description = "/orders/{id}"))),
+        JsonBodyProblems,
+    ))]
+async fn place(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<PlaceOrder>,
+) -> Result<Response, Problem> {
+    let key = headers
+        .get(idempotency::HEADER)
+        .map(|value| Key::parse(value.as_bytes()))
+        .transpose()
+        .map_err(|error| Problem::validation(vec![error]))?;
+    // The request as parsed, before validation consumes it.
+    let canonical = serde_json::to_string(&request).unwrap_or_default();
+    let order = request.validate().map_err(Problem::validation)?;
+
+    let mut tx = state.pool.begin().await.map_err(internal)?;
+    let id = OrderId::new();
+    if let Some(key) = &key {
+        match idempotency::claim(&mut tx, key, &canonical, id)
+            .await
+            .map_err(internal)?
+        {
+            Claim::New => {}
+            Claim::Replay(original) => {
+                let status = store::status(&mut tx, original).await.map_err(internal)?;
+                let status = status.unwrap_or_else(|| Status::Pending.as_str().to_owned());
+                return Ok(accepted(original, status, true));
+            }
+            Claim::Mismatch => {
+                return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+                    .with_type("/problems/idempotency-key-reused")
+                    .with_title("The Idempotency-Key was used for another request")
+                    .with_detail(
+                        "this key already placed an order with a different body; \
+                         use a new key for a new order",
+                    ));
+            }
+        }
+    }
+    let priced = match catalog::price(&mut tx, &order.lines).await {
+        Ok(priced) => priced,
+        Err(PricingError::Invalid(errors)) => return Err(Problem::validation(errors)),
+        Err(PricingError::Database(e)) => return Err(internal(e)),
+    };
+    store::insert(&mut tx, id, &order, &priced, current_trace_id().as_deref())
+        .await
+        .map_err(internal)?;
+    let event = OrderCreated {
+        order_id: id,
+        customer_id: order.customer_id,
+        customer_email: order.customer_email,
+        items: priced.items,
+        total: priced.total,
+        card_token: order.card_token,
+    };
+    let cause = Cause::Command {
+        correlation_id: id.as_uuid(),
+    };
+    let envelope = OUTBOX
+        .emit_envelope(&mut tx, &event, cause)
+        .await
+        .map_err(internal)?;
+    timeline::record(&mut tx, id, &envelope)
+        .await
+        .map_err(internal)?;
+    checkout_messaging::outbox::commit(tx)
+        .await
+        .map_err(internal)?;
+    tracing::info!(order_id = %id, "order placed");
+    Ok(accepted(id, Status::Pending.as_str().to_owned(), false))
+}
+
+fn accepted(id: OrderId, status: String, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/orders/{id}"))],
+        Json(Accepted {
+            id: id.as_uuid(),
+            status,
+        }),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// One order: status, lines, total, how payment and stock stand, why it
+/// was cancelled, the events that moved it, and its trace.
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, response = ProblemResponse),
+    ))]
+async fn show(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<OrderView>, Problem> {
+    let not_found = || Problem::not_found(format!("order {id}"));
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let order = store::view(&state.pool, uuid)
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    let entries = timeline::of(&state.pool, uuid).await.map_err(internal)?;
+    let jaeger_url = order.trace_id().and_then(|t| state.settings.trace_url(t));
+    Ok(Json(order.with(entries, jaeger_url)))
+}
+
+/// A status to filter on.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+enum StatusFilter {
+    Pending,
+    Confirmed,
+    Cancelled,
+}
+
+/// The query of `GET /orders`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only orders with this status.
+    #[param(inline)]
+    status: Option<StatusFilter>,
+    /// Orders per page: 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page; opaque.
+    cursor: Option<String>,
+}
+
+/// One page of `GET /orders`.
+#[derive(Debug, Serialize, ToSchema)]
+struct OrderPage {
+    /// Newest first.
+    items: Vec<OrderSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+const DEFAULT_LIMIT: i64 = 20;
+const MAX_LIMIT: i64 = 100;
+
+/// Orders, newest first, a page at a time (keyset pagination: a page is
+/// stable while new orders arrive, and deep pages cost what the first does).
+#[utoipa::path(get, path = "/orders", tag = "orders",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 422, response = ProblemResponse),
+    ))]
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<OrderPage>, Problem> {
+    let mut errors = Vec::new();
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let before = match query.cursor.as_deref().map(decode_cursor) {
+        None => None,
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            errors.push(FieldError::new(
+                "cursor",
+                "is not a cursor this API returned",
+            ));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let status = query.status.map(|s| match s {
+        StatusFilter::Pending => Status::Pending,
+        StatusFilter::Confirmed => Status::Confirmed,
+        StatusFilter::Cancelled => Status::Cancelled,
+    });
+    // One more than asked tells whether there is a next page.
+    let mut items = store::page(&state.pool, status, before, limit + 1)
+        .await
+        .map_err(internal)?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|last| encode_cursor(last.id))
+    } else {
+        None
+    };
+    Ok(Json(OrderPage { items, next_cursor }))
+}
+
+/// A cursor is the last id of a page; clients must not rely on its form.
+fn encode_cursor(id: Uuid) -> String {
+    id.simple().to_string()
+}
+
+fn decode_cursor(raw: &str) -> Option<Uuid> {
+    (raw.len() == 32)
+        .then(|| Uuid::try_parse(raw).ok())
+        .flatten()
+}
+
+/// The products this service can price, as it knows them from Inventory's
+/// ProductUpdated events.
+#[utoipa::path(get, path = "/catalog", tag = "catalog",
+    responses((status = 200, description = "The local catalog, by SKU", body = [Product])))]
+async fn list_catalog(State(state): State<AppState>) -> Result<Json<Vec<Product>>, Problem> {
+    catalog::list(&state.pool).await.map(Json).map_err(internal)
+}

@@ -1,0 +1,103 @@
+//! The Order service's consumer: it joins the saga's replies into the
+//! order's final state and keeps the local catalog.
+//!
+//! Both good → CONFIRMED + OrderConfirmed; the first failure → CANCELLED +
+//! OrderCancelled, which Payment and Inventory compensate. Replies for one
+//! order are serialised by locking its row; duplicates and late replies are
+//! absorbed by the state machine in [`crate::order`].
+
+use crate::order::{Reply, Transition};
+use crate::{SERVICE, catalog, store, timeline};
+use checkout_events::{
+    Currency, Envelope, InventoryFailed, InventoryReserved, Money, OrderCancelled, OrderConfirmed,
+    OrderId, PaymentCaptured, PaymentFailed, ProductUpdated,
+};
+use checkout_messaging::{Cause, Handler, HandlerError, Outbox, Outcome};
+use sqlx::PgConnection;
+
+pub(crate) const OUTBOX: Outbox = Outbox::new(SERVICE.binary);
+
+/// The consumer handler of the Order service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderSaga;
+
+impl Handler for OrderSaga {
+    async fn handle(
+        &self,
+        envelope: &Envelope,
+        tx: &mut PgConnection,
+    ) -> Result<Outcome, HandlerError> {
+        let (order_id, reply) = if envelope.is::<PaymentCaptured>() {
+            let e: PaymentCaptured = envelope.decode()?;
+            (e.order_id, Reply::Payment(Ok(())))
+        } else if envelope.is::<PaymentFailed>() {
+            let e: PaymentFailed = envelope.decode()?;
+            (e.order_id, Reply::Payment(Err(e.reason)))
+        } else if envelope.is::<InventoryReserved>() {
+            let e: InventoryReserved = envelope.decode()?;
+            (e.order_id, Reply::Inventory(Ok(())))
+        } else if envelope.is::<InventoryFailed>() {
+            let e: InventoryFailed = envelope.decode()?;
+            (e.order_id, Reply::Inventory(Err(e.reason)))
+        } else if envelope.is::<ProductUpdated>() {
+            let update: ProductUpdated = envelope.decode()?;
+            if !catalog::apply(tx, &update).await? {
+                tracing::debug!(sku = %update.sku, revision = update.revision, "stale product revision discarded");
+            }
+            return Ok(Outcome::Applied);
+        } else {
+            return Ok(Outcome::Ignored);
+        };
+        apply_reply(tx, envelope, order_id, reply).await?;
+        Ok(Outcome::Applied)
+    }
+}
+
+async fn apply_reply(
+    tx: &mut PgConnection,
+    envelope: &Envelope,
+    order_id: OrderId,
+    reply: Reply,
+) -> Result<(), HandlerError> {
+    let Some(mut order) = store::lock(tx, order_id).await? else {
+        // Replies are caused by OrderCreated, which commits with the order:
+        // a reply for an unknown order is not something retrying can fix.
+        return Err(HandlerError::Permanent(format!("no order {order_id}")));
+    };
+    let transition = order.saga.apply(reply);
+    tracing::info!(%order_id, ?transition, "reply applied");
+    if transition == Transition::Duplicate {
+        return Ok(());
+    }
+    store::save(tx, order_id, &order.saga).await?;
+    // Late replies too: they change a leg even when they decide nothing.
+    timeline::record(tx, order_id, envelope).await?;
+
+    let cause = Cause::Event(envelope);
+    match transition {
+        Transition::Confirmed => {
+            let currency = Currency::parse(order.currency.as_str())
+                .map_err(|e| HandlerError::Permanent(format!("order {order_id}: {e}")))?;
+            let event = OrderConfirmed {
+                order_id,
+                customer_id: order.customer_id,
+                customer_email: order.customer_email,
+                total: Money::new(order.total_amount, currency),
+            };
+            let emitted = OUTBOX.emit_envelope(tx, &event, cause).await?;
+            timeline::record(tx, order_id, &emitted).await?;
+        }
+        Transition::Cancelled(reason) => {
+            let event = OrderCancelled {
+                order_id,
+                customer_id: order.customer_id,
+                customer_email: order.customer_email,
+                reason,
+            };
+            let emitted = OUTBOX.emit_envelope(tx, &event, cause).await?;
+            timeline::record(tx, order_id, &emitted).await?;
+        }
+        Transition::Duplicate | Transition::Recorded | Transition::Late => {}
+    }
+    Ok(())
+}

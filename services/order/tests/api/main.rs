@@ -1,0 +1,12 @@
+//! The Order service started as the binary starts it (port 0, its own
+//! database and broker names), driven over HTTP and through its consumer
+//! handler.
+
+mod catalog;
+mod helpers;
+mod http_surface;
+mod idempotency;
+mod metrics;
+mod place_order;
+mod saga;
+mod timeline;

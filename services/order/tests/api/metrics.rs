@@ -1,0 +1,146 @@
+//! `GET /metrics`, and the Grafana dashboard in `deploy/` checked against it:
+//! every metric a panel (or the dashboard's variable) queries must be one
+//! the service really exports, after real traffic of every kind.
+
+use crate::helpers::{TestApp, spawn_app};
+use crate::saga::placed_order;
+use checkout_events::{Currency, Event, Money, OrderId, PaymentCaptured};
+use checkout_runtime::testing::{publish, publish_raw};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const DASHBOARD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/grafana/dashboards/checkout.json"
+);
+
+/// Every `checkout_*` name in the dashboard: panel queries, the variable's
+/// query, wherever a PromQL string sits in the JSON.
+fn dashboard_metrics() -> BTreeSet<String> {
+    fn walk(value: &serde_json::Value, names: &mut BTreeSet<String>) {
+        match value {
+            serde_json::Value::String(text) => names.extend(metric_names(text)),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, names)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, names)),
+            _ => {}
+        }
+    }
+    let raw = std::fs::read_to_string(DASHBOARD).expect("the dashboard is readable");
+    let dashboard: serde_json::Value = serde_json::from_str(&raw).expect("the dashboard is JSON");
+    let mut names = BTreeSet::new();
+    walk(&dashboard, &mut names);
+    names
+}
+
+/// The `checkout_…` identifiers in a PromQL expression.
+fn metric_names(promql: &str) -> impl Iterator<Item = String> + '_ {
+    promql
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("checkout_"))
+        .map(str::to_owned)
+}
+
+/// The metric names in a Prometheus text exposition.
+fn exported(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("text")
+}
+
+/// Makes one handler run fail transiently, for real: the test holds the
+/// order's row lock, waits until the consumer's transaction queues behind
+/// it, and cancels that statement (SQLSTATE 57014, a transient error).
+async fn force_one_retry(app: &TestApp, order_id: OrderId) {
+    let mut blocker = app.db.pool().begin().await.expect("begin");
+    sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
+        .bind(order_id.as_uuid())
+        .execute(&mut *blocker)
+        .await
+        .expect("lock the order");
+    let reply = PaymentCaptured {
+        order_id,
+        payment_id: Uuid::now_v7(),
+        amount: Money::new(4999, Currency::parse("USD").expect("usd")),
+    };
+    publish(&app.config, &reply).await.expect("published");
+
+    let until = Instant::now() + Duration::from_secs(15);
+    let cancelled = loop {
+        let cancelled: Option<bool> = sqlx::query_scalar(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' \
+             AND pid <> pg_backend_pid() LIMIT 1",
+        )
+        .fetch_optional(app.db.pool())
+        .await
+        .expect("look for the waiting handler");
+        if cancelled == Some(true) || Instant::now() >= until {
+            break cancelled == Some(true);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    blocker.rollback().await.expect("release the lock");
+    assert!(cancelled, "the handler never waited for the order's lock");
+}
+
+#[tokio::test]
+async fn the_dashboard_queries_only_series_the_service_exports() {
+    let app = spawn_app().await;
+    // An order over HTTP: request series, an outbox row, the relay's publish.
+    let order_id = placed_order(&app).await;
+    // A poison message: dead-lettered.
+    publish_raw(
+        &app.config,
+        PaymentCaptured::ROUTING_KEY,
+        b"not an envelope",
+    )
+    .await
+    .expect("published");
+    // A reply whose first attempt fails transiently: retried, then consumed.
+    force_one_retry(&app, order_id).await;
+
+    let wanted = dashboard_metrics();
+    assert!(
+        wanted.len() >= 8,
+        "the dashboard names its metrics: {wanted:?}"
+    );
+    let until = Instant::now() + Duration::from_secs(15);
+    let (exposition, missing) = loop {
+        let exposition = scrape(&app).await;
+        let have = exported(&exposition);
+        let missing: Vec<String> = wanted.difference(&have).cloned().collect();
+        if missing.is_empty() || Instant::now() >= until {
+            break (exposition, missing);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, which the service does not export:\n{exposition}"
+    );
+    assert!(
+        exposition.contains(r#"service="order-service""#),
+        "every series carries the service label:\n{exposition}"
+    );
+    assert!(
+        exposition.contains(r#"checkout_orders{status="PENDING",service="order-service"} "#)
+            || exposition.contains(r#"checkout_orders{service="order-service",status="PENDING"} "#),
+        "orders by status, from the table:\n{exposition}"
+    );
+    app.cleanup().await;
+}
