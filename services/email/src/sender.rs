@@ -1,0 +1,247 @@
+//! Sends recorded notifications over SMTP: the `notifications` table is the
+//! mail outbox and this task is its relay.
+//!
+//! Why not send inside the consumer's handler: the SMTP server accepting a
+//! mail and the database committing the inbox row cannot be one atomic
+//! step, and a handler that talks SMTP holds its transaction open across
+//! the network. So the handler only records the mail (unique per order and
+//! kind) and this task delivers it:
+//!
+//! 1. claim the next due row with `FOR UPDATE SKIP LOCKED` (replicas never
+//!    send the same row at the same time);
+//! 2. send it; the server's `250` after `DATA` is the point of no return;
+//! 3. mark it sent (or schedule a retry, or give it up) and commit.
+//!
+//! A crash between 2 and 3 sends the mail again: delivery is at-least-once,
+//! because SMTP itself cannot be exactly-once. The `Message-ID` is derived
+//! from the row's id, so such a duplicate is recognisable as one.
+//!
+//! A transient failure (connection refused, timeout, a `4xx` reply) is
+//! retried with exponential backoff; a `5xx` reply (or a recipient that is
+//! not an address) fails the row at once, as do attempts running out. A
+//! failed row keeps its last error, which `GET /emails` shows.
+
+use crate::config::{MailConfig, Transport};
+use checkout_telemetry::propagation::{adopt_parent, context_from_map};
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::{AsyncTransport, Message};
+use sqlx::postgres::PgListener;
+use sqlx::types::Json;
+use sqlx::{FromRow, PgPool};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// The `NOTIFY` channel the handler signals when it records a mail.
+pub(crate) const NOTIFY_CHANNEL: &str = "notifications";
+
+/// Delivers the mail outbox; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    pool: PgPool,
+    transport: Transport,
+    config: MailConfig,
+}
+
+#[derive(Debug, FromRow)]
+struct Unsent {
+    id: Uuid,
+    kind: String,
+    recipient: String,
+    subject: String,
+    body: String,
+    attempts: i32,
+    trace_context: Json<HashMap<String, String>>,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Sent,
+    /// Worth trying again (the server or the network may recover).
+    Transient(String),
+    /// Will fail the same way every time.
+    Permanent(String),
+}
+
+impl Sender {
+    pub(crate) fn new(pool: PgPool, transport: Transport, config: MailConfig) -> Self {
+        Self {
+            pool,
+            transport,
+            config,
+        }
+    }
+
+    /// Sends until `shutdown` is cancelled; the mail under way is finished first.
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        let mut listener = self.listen().await;
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.send_next().await {
+                Ok(true) => continue,
+                Ok(false) => {
+                    backoff = Duration::from_millis(100);
+                    let wake = async {
+                        match listener.as_mut() {
+                            Some(listener) => {
+                                let _ = listener.recv().await;
+                            }
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                        _ = wake => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "mail sender: database error");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::info!("mail sender stopped");
+    }
+
+    /// NOTIFY is only a hint (the poll catches what it misses), so a
+    /// listener that cannot start just means waiting for the poll.
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "mail sender: no LISTEN connection; polling only");
+                return None;
+            }
+        };
+        match listener.listen(NOTIFY_CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "mail sender: LISTEN failed; polling only");
+                None
+            }
+        }
+    }
+
+    /// Sends the next due mail, if any. `Ok(false)`: nothing is due.
+    async fn send_next(&self) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let unsent: Option<Unsent> = sqlx::query_as(
+            "SELECT id, kind, recipient, subject, body, attempts, trace_context \
+             FROM notifications \
+             WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now() \
+             ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mail) = unsent else {
+            tx.commit().await?;
+            return Ok(false);
+        };
+
+        let span = tracing::info_span!(
+            "smtp send",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            notification_id = %mail.id,
+            kind = %mail.kind,
+            attempt = mail.attempts + 1,
+        );
+        adopt_parent(&span, context_from_map(&mail.trace_context.0));
+        let attempt = self.send(&mail).instrument(span.clone()).await;
+        let attempts = mail.attempts + 1;
+        match attempt {
+            Attempt::Sent => {
+                tracing::info!(parent: &span, recipient = %mail.recipient, "mail sent");
+                sqlx::query(
+                    "UPDATE notifications SET sent_at = now(), attempts = $2, last_error = NULL \
+                     WHERE id = $1",
+                )
+                .bind(mail.id)
+                .bind(attempts)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Attempt::Transient(error) if attempts < self.config.max_attempts => {
+                let delay = self.retry_delay(attempts);
+                span.record("otel.status_code", "ERROR");
+                tracing::warn!(parent: &span, %error, retry_in = ?delay, "sending failed; will retry");
+                sqlx::query(
+                    "UPDATE notifications SET attempts = $2, last_error = $3, \
+                     next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
+                )
+                .bind(mail.id)
+                .bind(attempts)
+                .bind(&error)
+                .bind(delay.as_secs_f64())
+                .execute(&mut *tx)
+                .await?;
+            }
+            Attempt::Transient(error) | Attempt::Permanent(error) => {
+                span.record("otel.status_code", "ERROR");
+                tracing::error!(parent: &span, %error, attempts, "sending failed for good; giving the mail up");
+                sqlx::query(
+                    "UPDATE notifications SET failed_at = now(), attempts = $2, last_error = $3 \
+                     WHERE id = $1",
+                )
+                .bind(mail.id)
+                .bind(attempts)
+                .bind(&error)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn send(&self, mail: &Unsent) -> Attempt {
+        let message = match self.message(mail) {
+            Ok(message) => message,
+            Err(error) => return Attempt::Permanent(error),
+        };
+        match self.transport.send(message).await {
+            Ok(_) => Attempt::Sent,
+            Err(error) if error.is_permanent() => Attempt::Permanent(error.to_string()),
+            // 4xx replies, connection and timeout errors: the server or the
+            // network may recover.
+            Err(error) => Attempt::Transient(error.to_string()),
+        }
+    }
+
+    fn message(&self, mail: &Unsent) -> Result<Message, String> {
+        let to: Mailbox = mail
+            .recipient
+            .parse()
+            .map_err(|e| format!("recipient {:?} is not an address: {e}", mail.recipient))?;
+        Message::builder()
+            .from(self.config.from.clone())
+            .to(to)
+            .subject(mail.subject.as_str())
+            // The same id on every attempt: a duplicate after a crash is
+            // recognisable (and dropped by many mail systems).
+            .message_id(Some(format!(
+                "<{}@{}>",
+                mail.id,
+                self.config.from.email.domain()
+            )))
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body.clone())
+            .map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    /// `retry_delay` doubled per attempt already made, capped.
+    fn retry_delay(&self, attempts: i32) -> Duration {
+        let doublings = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(16);
+        (self.config.retry_delay * 2u32.pow(doublings)).min(self.config.max_retry_delay)
+    }
+}

@@ -1,0 +1,101 @@
+//! One notification per order and kind, whatever is redelivered or replayed.
+
+use checkout_events::{Currency, Envelope, Event, Money, OrderCancelled, OrderConfirmed, OrderId};
+use checkout_messaging::{Handler, Outcome};
+use checkout_runtime::testing::TestDatabase;
+use email_service::MIGRATOR;
+use email_service::handler::Notifier;
+use uuid::Uuid;
+
+async fn deliver<E: Event>(db: &TestDatabase, event: &E) -> Outcome {
+    // A fresh envelope each time: the inbox cannot catch it, the unique key must.
+    let envelope = Envelope::new(event, "test", Uuid::now_v7(), None).expect("envelope");
+    let mut tx = db.pool().begin().await.expect("begin");
+    let outcome = Notifier.handle(&envelope, &mut tx).await.expect("handled");
+    tx.commit().await.expect("commit");
+    outcome
+}
+
+async fn mails(db: &TestDatabase, order_id: OrderId) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT kind, recipient, subject FROM notifications WHERE order_id = $1 ORDER BY kind",
+    )
+    .bind(order_id.as_uuid())
+    .fetch_all(db.pool())
+    .await
+    .expect("query")
+}
+
+#[tokio::test]
+async fn each_order_gets_one_mail_per_kind() {
+    let db = TestDatabase::create("email", &MIGRATOR)
+        .await
+        .expect("database");
+    let order_id = OrderId::new();
+    let confirmed = OrderConfirmed {
+        order_id,
+        customer_id: "c-1".into(),
+        customer_email: Some("ada@example.com".into()),
+        total: Money::new(4999, Currency::parse("USD").expect("usd")),
+    };
+    assert_eq!(deliver(&db, &confirmed).await, Outcome::Applied);
+    assert_eq!(deliver(&db, &confirmed).await, Outcome::Applied);
+    let cancelled = OrderCancelled {
+        order_id,
+        customer_id: "c-1".into(),
+        customer_email: None,
+        reason: "test".into(),
+    };
+    deliver(&db, &cancelled).await;
+
+    let mails = mails(&db, order_id).await;
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert_eq!(mails[0].0, "cancellation");
+    assert_eq!(mails[0].1, "c-1@customers.example");
+    assert_eq!(
+        mails[1],
+        (
+            "confirmation".into(),
+            "ada@example.com".into(),
+            format!("Your order {order_id} is confirmed")
+        )
+    );
+    db.drop().await.expect("drop");
+}
+
+#[tokio::test]
+async fn other_events_are_ignored() {
+    let db = TestDatabase::create("email", &MIGRATOR)
+        .await
+        .expect("database");
+    let released = checkout_events::InventoryReleased {
+        order_id: OrderId::new(),
+    };
+    assert_eq!(deliver(&db, &released).await, Outcome::Ignored);
+    db.drop().await.expect("drop");
+}
+
+#[tokio::test]
+async fn the_handler_applies_every_event_fixture_it_claims() {
+    checkout_runtime::testing::with_database("email", &MIGRATOR, |pool| async move {
+        checkout_runtime::testing::contract::check_consumer(
+            &pool,
+            email_service::SERVICE.name,
+            &Notifier,
+            async || Uuid::now_v7(),
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
+    let service =
+        checkout_runtime::testing::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build)
+            .await;
+    checkout_runtime::testing::api::check_openapi(&service.address, &["GET /emails"]).await;
+    let report = checkout_runtime::testing::fuzz::fuzz(&service.address, vec![]).await;
+    assert_eq!(report.server_errors, 0);
+    service.stop().await;
+}
