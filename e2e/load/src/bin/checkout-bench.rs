@@ -1,0 +1,107 @@
+//! `checkout-bench`: the parts of `scripts/bench` that need Rust — the
+//! relay-versus-raw-confirms measurement, and deleting a benchmark's broker
+//! namespace afterwards.
+
+use checkout_events::SUBSCRIPTIONS;
+use checkout_load::relay_bench::RelayBench;
+use checkout_messaging::{RetryPolicy, Topology};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Helpers for scripts/bench.
+#[derive(Debug, Parser)]
+#[command(name = "checkout-bench", version)]
+struct Args {
+    /// The broker.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Relay publish rate vs a raw publisher-confirms loop, in one run.
+    Relay {
+        /// The PostgreSQL server, without a database name.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+        postgres_url: String,
+        /// Messages each side publishes.
+        #[arg(long, default_value_t = 20_000)]
+        messages: u32,
+        /// Confirms the raw loop keeps in flight.
+        #[arg(long, default_value_t = 256)]
+        in_flight: usize,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deletes every exchange and queue the services declared under a namespace.
+    Cleanup {
+        /// The namespace the services ran with (BROKER_NAMESPACE).
+        #[arg(long)]
+        namespace: String,
+        /// The RETRY_DELAYS the services ran with (retry queues are named after them).
+        #[arg(long)]
+        retry_delays: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    checkout_load::exit_status("checkout-bench", run(Args::parse()).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Relay {
+            postgres_url,
+            messages,
+            in_flight,
+            json,
+        } => {
+            let result = RelayBench {
+                postgres_url,
+                amqp_url: args.amqp_url,
+                messages,
+                in_flight,
+            }
+            .run()
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "messages": result.messages,
+                        "relay_per_s": result.relay_per_second,
+                        "raw_per_s": result.raw_per_second,
+                    })
+                );
+            } else {
+                println!(
+                    "{} messages: relay {:.0}/s, raw confirms ({in_flight} in flight) {:.0}/s",
+                    result.messages, result.relay_per_second, result.raw_per_second
+                );
+            }
+        }
+        Command::Cleanup {
+            namespace,
+            retry_delays,
+        } => {
+            let topology = Topology::new(namespace)?;
+            let retries = RetryPolicy::parse(&retry_delays)?;
+            let connection = checkout_messaging::connect(&args.amqp_url, "checkout-bench cleanup")
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to the broker: {e}"))?;
+            let channel = connection.create_channel().await?;
+            let deleted = topology.delete(&channel, SUBSCRIPTIONS, &retries).await;
+            let _ = connection.close(200, "cleanup done".into()).await;
+            deleted?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The end-to-end harness of the checkout: it runs the four real service
+//! binaries against real PostgreSQL and RabbitMQ and drives them only the
+//! way a user (or an operator) can — over HTTP, and by reading the traces
+//! they export.
+//!
+//! What it owns, per test ([`System::start`]):
+//! - building the binaries from the current source (once per test process),
+//! - four fresh databases and a private broker namespace, named after the
+//!   system's id (`e2e_<12 hex>`), so tests run in parallel without meeting,
+//! - the service processes (optionally several replicas of each consumer
+//!   service), each logging to `target/e2e-logs/<id>/<instance>.log`,
+//! - an OTLP receiver that collects every span the services export,
+//! - and, at [`System::shutdown`] (or on drop, if the test failed first),
+//!   removing all of that again. A passing test's logs are deleted unless
+//!   `E2E_KEEP_LOGS` is set; a failing test's logs are kept and their path
+//!   is printed.
+//!
+//! What it does not own: assertions. The helpers fetch and wait; the tests
+//! in `tests/` say what must be true. Waiting is always polling with a
+//! deadline ([`poll`]), never a sleep that hopes to be long enough.
+//!
+//! Needs PostgreSQL (a role that may create databases) and RabbitMQ; see
+//! [`Options`] for where it looks for them. If the test process itself is
+//! killed (SIGKILL, a CI timeout), no cleanup runs: the leftovers are its
+//! service processes, the databases `e2e_<id>_*` and the exchanges and
+//! queues `e2e_<id>.*`. (Ctrl-C reaches the services too, which then stop.)
+
+pub mod api;
+mod binaries;
+mod observe;
+pub mod otlp;
+pub mod poll;
+mod process;
+mod resources;
+mod system;
+
+pub use api::{
+    Accepted, CatalogEntry, Email, Money, Order, OrderLine, Payment, Product, Reservation, Stock,
+};
+pub use otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
+pub use poll::{Probe, eventually};
+pub use process::Service;
+pub use system::{Options, System};
+
+/// The SKUs Inventory seeds its catalog with; a system is ready for orders
+/// once the Order service has learnt all of them.
+pub const DEMO_SKUS: [&str; 5] = ["KB-001", "MS-001", "MN-001", "CB-001", "LP-001"];

@@ -1,0 +1,117 @@
+//! What one system borrows from the shared PostgreSQL and RabbitMQ: four
+//! databases and a broker namespace, both named after the system's id, so
+//! parallel tests never meet, and both removed when the system stops.
+
+use checkout_events::SUBSCRIPTIONS;
+use checkout_messaging::{RetryPolicy, Topology};
+use lapin::types::ShortString;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// The services' `RETRY_DELAYS`, set explicitly (rather than inherited from
+/// the developer's shell) because the retry queues are named after the
+/// delays, and cleanup must know their names to delete them.
+pub(crate) const RETRY_DELAYS: &str = "200ms,1s,3s";
+
+/// Closes every broker connection whose name mentions `namespace` (the
+/// runtime names its connection `<binary> (<namespace>.events)`), as an
+/// operator would with `rabbitmqctl close_connection`; other systems on the
+/// same broker are untouched. Returns how many were closed.
+pub(crate) async fn close_broker_connections(namespace: &str) -> anyhow::Result<usize> {
+    let marker = format!("({namespace}.events)");
+    let listing = rabbitmqctl(&["list_connections", "pid", "client_properties", "-q"]).await?;
+    let pids: Vec<String> = listing
+        .lines()
+        .filter(|line| line.contains(&marker))
+        .filter_map(|line| line.split('\t').next().map(str::to_owned))
+        .collect();
+    for pid in &pids {
+        rabbitmqctl(&["close_connection", pid, "e2e: simulated connection loss"]).await?;
+    }
+    Ok(pids.len())
+}
+
+async fn rabbitmqctl(args: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot run rabbitmqctl: {e}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Terminates every backend connected to the databases whose names start
+/// with `prefix`, as `pg_terminate_backend` by an operator would. Returns
+/// how many were terminated.
+pub(crate) async fn terminate_database_connections(
+    server_url: &str,
+    prefix: &str,
+) -> anyhow::Result<i64> {
+    let mut conn = PgConnection::connect(&format!("{server_url}/postgres")).await?;
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname LIKE $1 || '%' AND pid <> pg_backend_pid()",
+    )
+    .bind(prefix)
+    .fetch_one(&mut conn)
+    .await?;
+    Ok(terminated)
+}
+
+/// Creates database `name` on the server at `server_url`.
+pub(crate) async fn create_database(server_url: &str, name: &str) -> anyhow::Result<()> {
+    let sql = format!("CREATE DATABASE {}", quoted(name)?);
+    admin(server_url, sql).await
+}
+
+/// Drops database `name`, disconnecting whoever is still connected.
+pub(crate) async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(name)?);
+    admin(server_url, sql).await
+}
+
+/// Deletes every exchange and queue of `namespace` (what each service
+/// declared at start: work, retry and dead-letter queues), messages included.
+pub(crate) async fn delete_topology(amqp_url: &str, namespace: &str) -> anyhow::Result<()> {
+    let topology = Topology::new(namespace)?;
+    let retries = RetryPolicy::parse(RETRY_DELAYS)?;
+    let connection = checkout_messaging::connect(amqp_url, "e2e cleanup")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the broker at {amqp_url}: {e}"))?;
+    let channel = connection.create_channel().await?;
+    let deleted = topology.delete(&channel, SUBSCRIPTIONS, &retries).await;
+    let _ = connection
+        .close(200, ShortString::from("e2e cleanup done"))
+        .await;
+    deleted.map_err(|e| anyhow::anyhow!("cannot delete the broker names of {namespace}: {e}"))
+}
+
+/// Runs one statement on the server's maintenance database (`postgres`).
+async fn admin(server_url: &str, sql: String) -> anyhow::Result<()> {
+    let url = format!("{server_url}/postgres");
+    let mut connection = PgConnection::connect(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {url}: {e}"))?;
+    let result = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+        .execute(&mut connection)
+        .await;
+    let _ = connection.close().await;
+    result.map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
+    Ok(())
+}
+
+/// A database name as an SQL identifier. DDL cannot take bind parameters,
+/// so the name is spliced into the statement; it is one the harness made,
+/// and this refuses anything but `[a-z0-9_]` to keep it that way.
+fn quoted(name: &str) -> anyhow::Result<String> {
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    anyhow::ensure!(plain, "refusing the database name {name:?}");
+    Ok(format!("\"{name}\""))
+}

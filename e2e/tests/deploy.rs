@@ -1,0 +1,383 @@
+//! The Docker Compose demo in `deploy/`, checked against the code without a
+//! Docker engine: the compose file is parsed strictly (`compose_spec`: an
+//! unknown key or condition is an error) and every name, port, variable,
+//! database, role and scrape target in it is compared with what the
+//! services, the init script and the Prometheus config really say.
+
+use checkout_runtime::ServiceInfo;
+use compose_spec::service::{Condition, Healthcheck, Restart, ports};
+use compose_spec::{Compose, Service, ShortOrLong};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The four services and what each reads beyond the runtime's variables.
+const SERVICES: [(ServiceInfo, &[&str]); 4] = [
+    (order_service::SERVICE, &[]),
+    (payment_service::SERVICE, &[]),
+    (inventory_service::SERVICE, &[]),
+    (email_service::SERVICE, email_service::config::VARIABLES),
+];
+
+fn deploy(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(path)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn compose() -> Compose {
+    let text = read(&deploy("compose.yaml"));
+    let compose = Compose::options()
+        .apply_merge(true)
+        .from_yaml_str(&text)
+        .unwrap_or_else(|e| panic!("deploy/compose.yaml does not parse strictly: {e}"));
+    compose
+        .validate_all()
+        .unwrap_or_else(|e| panic!("deploy/compose.yaml is inconsistent: {e}"));
+    compose
+}
+
+fn service<'a>(compose: &'a Compose, name: &str) -> &'a Service {
+    compose
+        .services
+        .iter()
+        .find(|(id, _)| id.as_str() == name)
+        .map(|(_, service)| service)
+        .unwrap_or_else(|| panic!("compose has no service {name:?}"))
+}
+
+fn environment(service: &Service) -> BTreeMap<String, String> {
+    service
+        .environment
+        .clone()
+        .into_map()
+        .expect("environment is a map")
+        .into_iter()
+        .map(|(key, value)| {
+            let value = value.map(|v| v.to_string()).unwrap_or_default();
+            (key.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
+/// `scheme://[user[:password]@]host[:port][/path]` → (user, password, host, port, path).
+fn url_parts(url: &str) -> (String, String, String, Option<u16>, String) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port.parse().expect("a numeric port"))),
+        None => (hostport, None),
+    };
+    (user.into(), password.into(), host.into(), port, path.into())
+}
+
+/// The init script's `create DATABASE ROLE "$PASSWORD_VARIABLE"` lines.
+fn init_script_databases() -> BTreeMap<String, (String, String)> {
+    read(&deploy("postgres/init-databases.sh"))
+        .lines()
+        .filter_map(|line| line.strip_prefix("create "))
+        .map(|args| {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            let [database, role, variable] = words[..] else {
+                panic!("init script: cannot read `create {args}`");
+            };
+            let variable = variable.trim_matches('"').trim_start_matches('$');
+            (database.to_owned(), (role.to_owned(), variable.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_root_env_file_points_compose_at_deploy() {
+    let env = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.env"));
+    assert!(
+        env.lines()
+            .any(|line| line == "COMPOSE_FILE=deploy/compose.yaml"),
+        ".env must set COMPOSE_FILE=deploy/compose.yaml:\n{env}"
+    );
+}
+
+#[test]
+fn every_image_is_pinned_to_a_version() {
+    let compose = compose();
+    for (name, service) in &compose.services {
+        match (&service.image, &service.build) {
+            (Some(image), _) => {
+                let tag = image.tag().unwrap_or_default();
+                assert!(
+                    image.digest().is_some()
+                        || (tag.chars().any(|c| c.is_ascii_digit()) && tag != "latest"),
+                    "{name}: image {image} is not pinned to a version"
+                );
+            }
+            (None, Some(_)) => {}
+            (None, None) => panic!("{name} has neither an image nor a build"),
+        }
+    }
+    // The Dockerfile's base images too (an ARG default counts as the image).
+    let dockerfile = read(&deploy("Dockerfile"));
+    let args: BTreeMap<&str, &str> = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("ARG "))
+        .filter_map(|arg| arg.split_once('='))
+        .collect();
+    for line in dockerfile.lines().filter(|l| l.starts_with("FROM ")) {
+        let image = line.split_whitespace().nth(1).expect("FROM names an image");
+        let image = image
+            .strip_prefix("${")
+            .and_then(|arg| arg.strip_suffix('}'))
+            .map_or(image, |arg| args.get(arg).copied().unwrap_or(image));
+        let stage = ["chef", "planner", "builder"].contains(&image);
+        let tag = image
+            .rsplit_once(':')
+            .map(|(_, tag)| tag)
+            .unwrap_or_default();
+        assert!(
+            stage || (tag.chars().any(|c| c.is_ascii_digit()) && !tag.contains("latest")),
+            "Dockerfile: {line} is not pinned"
+        );
+    }
+}
+
+#[test]
+fn each_service_gets_only_variables_its_code_reads_with_working_values() {
+    let compose = compose();
+    let (postgres, rabbitmq) = (service(&compose, "postgres"), service(&compose, "rabbitmq"));
+    let postgres_env = environment(postgres);
+    let rabbitmq_env = environment(rabbitmq);
+    let databases = init_script_databases();
+    let known: BTreeSet<&str> = compose.services.keys().map(|id| id.as_str()).collect();
+
+    for (info, own) in SERVICES {
+        let service = service(&compose, info.name);
+        let env = environment(service);
+        let readable: BTreeSet<&str> = checkout_runtime::config::VARIABLES
+            .iter()
+            .chain(checkout_telemetry::VARIABLES)
+            .chain([&checkout_runtime::config::SERVICE_NAME_VARIABLE])
+            .chain(own)
+            .copied()
+            .collect();
+        for variable in env.keys() {
+            assert!(
+                readable.contains(variable.as_str()),
+                "{}: {variable} is set but no code reads it (readable: {readable:?})",
+                info.name
+            );
+        }
+        for required in [
+            "DATABASE_URL",
+            "AMQP_URL",
+            "HTTP_ADDR",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_SERVICE_NAME",
+        ] {
+            assert!(
+                env.contains_key(required),
+                "{}: {required} is not set",
+                info.name
+            );
+        }
+        assert_eq!(env["OTEL_SERVICE_NAME"], info.binary, "{}", info.name);
+
+        // The values are the ones the code accepts.
+        let config = checkout_runtime::Config::from_lookup(&info, |name| env.get(name).cloned())
+            .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+        assert_eq!(
+            config.http_addr.port(),
+            info.http_port,
+            "{}: HTTP_ADDR",
+            info.name
+        );
+        if info.name == "email" {
+            let mail = email_service::MailConfig::from_lookup(|name| env.get(name).cloned())
+                .unwrap_or_else(|e| panic!("email: {e}"));
+            assert!(mail.transport.is_some(), "email: SMTP_URL is set");
+            let (_, _, host, port, _) = url_parts(&env["SMTP_URL"]);
+            assert!(known.contains(host.as_str()), "SMTP_URL names {host}");
+            assert_eq!(port, Some(1025), "Mailpit's SMTP port");
+        }
+
+        // Its own database, as its own role, with the password PostgreSQL got.
+        let (user, password, host, port, database) = url_parts(&config.database_url);
+        assert_eq!(
+            (host.as_str(), port),
+            ("postgres", Some(5432)),
+            "{}",
+            info.name
+        );
+        assert_eq!(
+            database, info.database,
+            "{}: the database its code expects",
+            info.name
+        );
+        let (role, variable) = databases
+            .get(&database)
+            .unwrap_or_else(|| panic!("the init script does not create {database}"));
+        assert_eq!(&user, role, "{}: role of {database}", info.name);
+        assert_eq!(
+            postgres_env.get(variable),
+            Some(&password),
+            "{}: password of {role} ({variable})",
+            info.name
+        );
+        // The broker user the broker was given; the collector a compose service.
+        let (user, password, host, _, _) = url_parts(&config.amqp_url);
+        assert_eq!(host, "rabbitmq", "{}", info.name);
+        assert_eq!(Some(&user), rabbitmq_env.get("RABBITMQ_DEFAULT_USER"));
+        assert_eq!(Some(&password), rabbitmq_env.get("RABBITMQ_DEFAULT_PASS"));
+        let (_, _, host, port, _) = url_parts(&env["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        assert_eq!(
+            (host.as_str(), port),
+            ("jaeger", Some(4318)),
+            "OTLP over HTTP"
+        );
+
+        // Published on its own port; built from the one Dockerfile.
+        let published: Vec<(u16, Option<u16>)> = ports::into_long_iter(service.ports.clone())
+            .map(|port| (port.target, port.published.map(|range| range.start())))
+            .collect();
+        assert_eq!(
+            published,
+            [(info.http_port, Some(info.http_port))],
+            "{}",
+            info.name
+        );
+        let Some(ShortOrLong::Long(build)) = &service.build else {
+            panic!("{}: not built from deploy/Dockerfile", info.name);
+        };
+        let args = build.args.clone().into_map().expect("build args");
+        let service_arg = args
+            .iter()
+            .find(|(key, _)| key.as_str() == "SERVICE")
+            .and_then(|(_, value)| value.as_ref())
+            .map(ToString::to_string);
+        assert_eq!(
+            service_arg.as_deref(),
+            Some(info.binary),
+            "{}: SERVICE",
+            info.name
+        );
+    }
+}
+
+#[test]
+fn services_wait_for_healthy_dependencies_and_restart() {
+    let compose = compose();
+    for (info, _) in SERVICES {
+        let service = service(&compose, info.name);
+        assert_eq!(
+            service.restart,
+            Some(Restart::UnlessStopped),
+            "{}",
+            info.name
+        );
+        assert!(
+            matches!(service.healthcheck, Some(Healthcheck::Command(_))),
+            "{}: no healthcheck",
+            info.name
+        );
+        let ShortOrLong::Long(depends_on) = &service.depends_on else {
+            panic!("{}: depends_on must name conditions", info.name);
+        };
+        for needed in ["postgres", "rabbitmq"] {
+            let dependency = depends_on
+                .iter()
+                .find(|(id, _)| id.as_str() == needed)
+                .map(|(_, dependency)| dependency)
+                .unwrap_or_else(|| panic!("{} does not depend on {needed}", info.name));
+            assert_eq!(
+                dependency.condition,
+                Condition::ServiceHealthy,
+                "{}",
+                info.name
+            );
+            // What it waits for must be able to become healthy.
+            assert!(
+                service_has_healthcheck(&compose, needed),
+                "{needed} has no healthcheck"
+            );
+        }
+    }
+}
+
+fn service_has_healthcheck(compose: &Compose, name: &str) -> bool {
+    matches!(
+        service(compose, name).healthcheck,
+        Some(Healthcheck::Command(_))
+    )
+}
+
+#[test]
+fn the_init_script_creates_one_database_and_role_per_service() {
+    let databases = init_script_databases();
+    let expected: BTreeSet<&str> = SERVICES.iter().map(|(info, _)| info.database).collect();
+    let created: BTreeSet<&str> = databases.keys().map(String::as_str).collect();
+    assert_eq!(created, expected);
+    let roles: BTreeSet<&str> = databases.values().map(|(role, _)| role.as_str()).collect();
+    assert_eq!(
+        roles.len(),
+        databases.len(),
+        "one role per database: {databases:?}"
+    );
+    let script = read(&deploy("postgres/init-databases.sh"));
+    assert!(script.contains(r#"REVOKE ALL ON DATABASE :"db" FROM PUBLIC"#));
+}
+
+#[test]
+fn prometheus_scrapes_every_service_on_its_port() {
+    let compose = compose();
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&read(&deploy("prometheus/prometheus.yml"))).expect("YAML");
+    let mut targets = BTreeSet::new();
+    for job in config["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+    {
+        assert_eq!(
+            job["metrics_path"].as_str().unwrap_or("/metrics"),
+            "/metrics"
+        );
+        for static_config in job["static_configs"].as_sequence().expect("static_configs") {
+            for target in static_config["targets"].as_sequence().expect("targets") {
+                targets.insert(target.as_str().expect("a host:port").to_owned());
+            }
+        }
+    }
+    let expected: BTreeSet<String> = SERVICES
+        .iter()
+        .map(|(info, _)| format!("{}:{}", info.name, info.http_port))
+        .collect();
+    assert_eq!(
+        targets, expected,
+        "one target per service, on its HTTP port"
+    );
+    for target in &targets {
+        let host = target.split(':').next().unwrap_or_default();
+        service(&compose, host);
+    }
+}
+
+#[test]
+fn every_file_the_compose_file_mounts_exists() {
+    let compose = compose();
+    for (name, service) in &compose.services {
+        for mount in compose_spec::service::volumes::into_long_iter(service.volumes.clone()) {
+            if let compose_spec::service::volumes::Mount::Bind(bind) = mount {
+                let source = bind.source.as_path();
+                if source.is_relative() {
+                    assert!(
+                        deploy("").join(source).exists(),
+                        "{name}: {} does not exist",
+                        source.display()
+                    );
+                }
+            }
+        }
+    }
+}
