@@ -7,10 +7,11 @@
 
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueuePurgeOptions,
+    QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
+use std::time::Duration;
 
 /// Why the message was dead-lettered: `poison`, `rejected` or `exhausted`.
 pub const REASON: &str = "x-dead-letter-reason";
@@ -207,7 +208,7 @@ pub async fn peek(
         taken.push(delivery.acker);
     }
     // Give them all back at once, so none is fetched twice above.
-    give_back(taken).await?;
+    give_back(channel, queue, taken).await?;
     Ok(letters)
 }
 
@@ -235,17 +236,7 @@ pub async fn replay(
         .await?;
     let mut outcome = Replayed::default();
     let mut keep = Vec::new();
-    let total = channel
-        .queue_declare(
-            ShortString::from(queue),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?
-        .message_count();
+    let total = ready_count(channel, queue).await?;
     for _ in 0..total {
         let Some(message) = channel
             .basic_get(ShortString::from(queue), BasicGetOptions::default())
@@ -285,12 +276,22 @@ pub async fn replay(
         }
     }
     outcome.left = keep.len();
-    give_back(keep).await?;
+    give_back(channel, queue, keep).await?;
     Ok(outcome)
 }
 
-/// Returns fetched messages to their queue.
-async fn give_back(ackers: Vec<lapin::Acker>) -> Result<(), lapin::Error> {
+/// Returns fetched messages to their queue and waits (bounded) until the
+/// queue counts them again.
+///
+/// A quorum queue applies a requeue asynchronously: without the wait, a
+/// `list` followed at once by a `show` or `replay` — or anything reading the
+/// queue's depth — could miss the messages that were only being looked at.
+async fn give_back(
+    channel: &Channel,
+    queue: &str,
+    ackers: Vec<lapin::Acker>,
+) -> Result<(), lapin::Error> {
+    let returned = ackers.len();
     for acker in ackers {
         acker
             .nack(BasicNackOptions {
@@ -299,7 +300,37 @@ async fn give_back(ackers: Vec<lapin::Acker>) -> Result<(), lapin::Error> {
             })
             .await?;
     }
+    let deadline = tokio::time::Instant::now() + GIVE_BACK_WAIT;
+    while ready_count(channel, queue).await? < returned {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                queue,
+                returned,
+                "the broker has not requeued every message yet"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
+}
+
+/// How long [`give_back`] waits for the broker to count requeued messages.
+const GIVE_BACK_WAIT: Duration = Duration::from_secs(5);
+
+/// The number of messages ready in `queue`.
+async fn ready_count(channel: &Channel, queue: &str) -> Result<usize, lapin::Error> {
+    let declared = channel
+        .queue_declare(
+            ShortString::from(queue),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(declared.message_count() as usize)
 }
 
 /// Removes every message of `queue`; returns how many.
