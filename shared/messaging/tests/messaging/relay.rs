@@ -1,10 +1,11 @@
 //! The relay publishes every committed row exactly once, keeps each
 //! writer's order, and leaves rows unpublished when the broker refuses them.
 
-use crate::support::{Happened, TestEnv, eventually};
+use crate::support::{AMQP_URL, Happened, TestEnv, eventually};
 use checkout_events::Envelope;
-use checkout_messaging::{Cause, Outbox, Relay};
+use checkout_messaging::{Cause, Outbox, Relay, connect};
 use lapin::options::ConfirmSelectOptions;
+use lapin::types::ShortString;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -110,8 +111,14 @@ async fn rows_stay_unpublished_when_the_broker_refuses_them() {
     }
 
     // An exchange that does not exist: the broker closes the channel and
-    // confirms nothing.
-    let channel = env.broker.create_channel().await.expect("channel");
+    // confirms nothing. On a connection of its own: lapin may reuse the
+    // closed channel's id before the broker has finished closing it, which
+    // the broker answers by closing the whole connection (the relay itself
+    // backs off before opening a new channel).
+    let refusing = connect(AMQP_URL, "refused-relay")
+        .await
+        .expect("rabbitmq is up");
+    let channel = refusing.create_channel().await.expect("channel");
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -121,6 +128,7 @@ async fn rows_stay_unpublished_when_the_broker_refuses_them() {
         format!("{}.missing", env.topology.exchange()),
     );
     assert!(refused.publish_batch(&channel).await.is_err());
+    let _ = refusing.close(200, ShortString::from("done")).await;
     assert_eq!(
         env.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             .await,
