@@ -45,6 +45,9 @@ pub(crate) struct TestEnv {
     pub(crate) broker: std::sync::Arc<Connection>,
     pub(crate) channel: Channel,
     pub(crate) topology: Topology,
+    /// Set by [`TestEnv::cleanup`]; otherwise (a failed assertion) `Drop`
+    /// removes the database and broker names.
+    cleaned: bool,
 }
 
 impl TestEnv {
@@ -87,27 +90,16 @@ impl TestEnv {
             broker: std::sync::Arc::new(broker),
             channel,
             topology,
+            cleaned: false,
         }
     }
 
     /// Removes the database and the broker names.
-    pub(crate) async fn cleanup(self) {
-        self.topology
-            .delete(&self.channel, PROBE, &retries())
-            .await
-            .expect("delete topology");
+    pub(crate) async fn cleanup(mut self) {
         let _ = self.broker.close(200, ShortString::from("done")).await;
         self.pool.close().await;
-        let mut admin = PgConnection::connect(ADMIN_URL)
-            .await
-            .expect("postgres is up");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.db_name
-        )))
-        .execute(&mut admin)
-        .await
-        .expect("drop database");
+        remove(&self.topology, &self.db_name).await;
+        self.cleaned = true;
     }
 
     /// Takes messages from `queue` until `done` says enough, or the queue
@@ -197,6 +189,52 @@ impl TestEnv {
             .await
             .expect("count query")
     }
+}
+
+impl Drop for TestEnv {
+    /// A test that panicked never reached [`TestEnv::cleanup`]: remove what
+    /// it made anyway, on a thread of its own (this one may be a runtime's).
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let topology = self.topology.clone();
+        let db_name = self.db_name.clone();
+        let name = db_name.clone();
+        let removed = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the cleanup")
+                .block_on(remove(&topology, &name));
+        })
+        .join();
+        if removed.is_err() {
+            eprintln!("could not remove {db_name} and its broker names");
+        }
+    }
+}
+
+/// Deletes a test's broker names and drops its database.
+async fn remove(topology: &Topology, db_name: &str) {
+    let broker = connect(AMQP_URL, "messaging-tests-cleanup")
+        .await
+        .expect("rabbitmq is up");
+    let channel = broker.create_channel().await.expect("channel");
+    topology
+        .delete(&channel, PROBE, &retries())
+        .await
+        .expect("delete topology");
+    let _ = broker.close(200, ShortString::from("done")).await;
+    let mut admin = PgConnection::connect(ADMIN_URL)
+        .await
+        .expect("postgres is up");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("drop database");
 }
 
 /// Polls `check` until it returns true or `deadline` passes.
