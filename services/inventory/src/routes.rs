@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use checkout_events::{Currency, Money, Sku};
 use checkout_messaging::Cause;
 use checkout_runtime::http::{
-    ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
+    Amount, ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,18 +34,6 @@ pub(crate) fn api(pool: PgPool) -> OpenApiRouter {
 
 fn internal(error: sqlx::Error) -> Problem {
     Problem::internal(&error)
-}
-
-/// Money on the wire, as in the events: minor units and a currency code.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct Amount {
-    /// Minor units, e.g. cents.
-    #[schema(example = 4999)]
-    amount: i64,
-    /// ISO 4217 code: three upper-case letters.
-    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
-    currency: String,
 }
 
 #[derive(Debug, FromRow)]
@@ -84,10 +72,7 @@ impl From<ProductRow> for Product {
         Self {
             sku: row.sku,
             name: row.name,
-            unit_price: Amount {
-                amount: row.unit_price,
-                currency: row.currency,
-            },
+            unit_price: Amount::new(row.unit_price, row.currency),
             on_hand: row.on_hand,
             reserved: row.reserved,
             available: row.available,

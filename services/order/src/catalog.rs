@@ -6,7 +6,7 @@
 //! updates cannot roll a price back.
 
 use checkout_events::{Currency, LineItem, Money, ProductUpdated, Quantity, Sku};
-use checkout_runtime::http::FieldError;
+use checkout_runtime::http::{Amount, FieldError};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 use utoipa::ToSchema;
@@ -116,24 +116,16 @@ pub struct Product {
     name: String,
     /// The price of one unit.
     #[sqlx(flatten)]
-    unit_price: PriceView,
+    unit_price: Amount,
     /// The revision of Inventory's ProductUpdated this comes from.
     revision: i64,
 }
 
-/// A stored price, shown as `{ amount, currency }`.
-#[derive(Debug, Serialize, FromRow, ToSchema)]
-pub struct PriceView {
-    /// Minor units, e.g. cents.
-    #[sqlx(rename = "unit_price")]
-    amount: i64,
-    /// ISO 4217 code.
-    currency: String,
-}
-
 /// The whole local catalog, by SKU.
 pub async fn list(pool: &PgPool) -> Result<Vec<Product>, sqlx::Error> {
-    sqlx::query_as("SELECT sku, name, unit_price, currency, revision FROM catalog ORDER BY sku")
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(
+        "SELECT sku, name, unit_price AS amount, currency, revision FROM catalog ORDER BY sku",
+    )
+    .fetch_all(pool)
+    .await
 }

@@ -6,6 +6,7 @@ use crate::order::{Leg, Saga, Status};
 use crate::request::NewOrder;
 use crate::timeline::Entry;
 use checkout_events::OrderId;
+use checkout_runtime::http::Amount;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -155,7 +156,7 @@ pub(crate) struct OrderView {
     /// The priced lines.
     items: Vec<LineView>,
     /// The sum of the lines.
-    total: AmountView,
+    total: Amount,
     /// `PENDING`, `CAPTURED` or `FAILED`.
     #[schema(value_type = String, example = "CAPTURED")]
     payment: &'static str,
@@ -200,18 +201,7 @@ struct LineView {
     /// How many.
     quantity: i64,
     /// The price of one unit when the order was placed.
-    unit_price: AmountView,
-}
-
-/// Money: integer minor units (cents) and an ISO 4217 currency.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct AmountView {
-    /// Minor units, e.g. cents.
-    #[schema(example = 4999)]
-    amount: i64,
-    /// ISO 4217 code.
-    #[schema(example = "USD")]
-    currency: String,
+    unit_price: Amount,
 }
 
 #[derive(Debug, FromRow)]
@@ -275,16 +265,10 @@ pub(crate) async fn view(pool: &PgPool, id: uuid::Uuid) -> Result<Option<OrderVi
             .map(|l| LineView {
                 sku: l.sku,
                 quantity: l.quantity,
-                unit_price: AmountView {
-                    amount: l.unit_price,
-                    currency: l.currency,
-                },
+                unit_price: Amount::new(l.unit_price, l.currency),
             })
             .collect(),
-        total: AmountView {
-            amount: order.total_amount,
-            currency: order.currency,
-        },
+        total: Amount::new(order.total_amount, order.currency),
         payment: leg_name(&order.payment, "CAPTURED"),
         inventory: leg_name(&order.inventory, "RESERVED"),
         cancel_reason: order.cancel_reason,
@@ -317,7 +301,7 @@ pub(crate) struct OrderSummary {
     /// The customer's opaque id.
     customer_id: String,
     /// The sum of the lines.
-    total: AmountView,
+    total: Amount,
     /// When it was placed.
     created_at: DateTime<Utc>,
     /// When its state last changed.
@@ -362,10 +346,7 @@ pub(crate) async fn page(
             id: row.id,
             status: row.status,
             customer_id: row.customer_id,
-            total: AmountView {
-                amount: row.total_amount,
-                currency: row.currency,
-            },
+            total: Amount::new(row.total_amount, row.currency),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use checkout_runtime::http::{ApiQuery, Problem, ProblemResponse};
+use checkout_runtime::http::{Amount, ApiQuery, Problem, ProblemResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgPool};
@@ -39,15 +39,6 @@ struct Row {
     updated_at: DateTime<Utc>,
 }
 
-/// Money on the wire, as in the events: minor units and a currency code.
-#[derive(Debug, Serialize, ToSchema)]
-struct Amount {
-    /// Minor units, e.g. cents.
-    amount: i64,
-    /// ISO 4217 code.
-    currency: String,
-}
-
 /// An order's payment.
 #[derive(Debug, Serialize, ToSchema)]
 struct Payment {
@@ -73,10 +64,7 @@ impl From<Row> for Payment {
             id: row.id,
             order_id: row.order_id,
             status: row.status,
-            amount: Amount {
-                amount: row.amount,
-                currency: row.currency,
-            },
+            amount: Amount::new(row.amount, row.currency),
             reason: row.reason,
             created_at: row.created_at,
             updated_at: row.updated_at,

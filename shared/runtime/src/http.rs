@@ -34,6 +34,30 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// it is parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Money on the wire, as in the events: integer minor units and an ISO 4217
+/// currency code. The one shape every service's API shows (and, where a
+/// client sends a price, reads) money in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::FromRow, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Amount {
+    /// Minor units, e.g. cents.
+    #[schema(example = 4999)]
+    pub amount: i64,
+    /// ISO 4217 code: three upper-case letters.
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
+    pub currency: String,
+}
+
+impl Amount {
+    /// `amount` minor units of the currency `currency`.
+    pub fn new(amount: i64, currency: impl Into<String>) -> Self {
+        Self {
+            amount,
+            currency: currency.into(),
+        }
+    }
+}
+
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
