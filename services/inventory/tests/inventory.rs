@@ -8,9 +8,9 @@ use checkout_events::{
     Currency, Envelope, Event, InventoryFailed, InventoryReserved, LineItem, Money, OrderCancelled,
     OrderConfirmed, OrderCreated, OrderId, ProductUpdated, Quantity, Sku,
 };
-use checkout_messaging::{Cause, Handler, Outcome};
+use checkout_messaging::{Cause, Outcome};
 use checkout_runtime::testing::{
-    TestDatabase, delete_topology, isolated_config, outbox_envelopes, outbox_event_types,
+    self, TestDatabase, delete_topology, isolated_config, outbox_envelopes, outbox_event_types,
     with_database,
 };
 use inventory_service::catalog::{self, ProductChange};
@@ -65,13 +65,9 @@ fn cancelled(order_id: OrderId) -> OrderCancelled {
 async fn apply<E: Event>(pool: &PgPool, order_id: OrderId, event: &E) -> Outcome {
     let envelope =
         Envelope::new(event, "order-service", order_id.as_uuid(), None).expect("serializable");
-    let mut tx = pool.begin().await.expect("begin");
-    let outcome = InventoryHandler
-        .handle(&envelope, &mut tx)
+    testing::handle(pool, &InventoryHandler, &envelope)
         .await
-        .expect("handled");
-    tx.commit().await.expect("commit");
-    outcome
+        .expect("handled")
 }
 
 /// `(on_hand, reserved)` of a product.

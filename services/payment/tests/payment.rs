@@ -7,9 +7,9 @@ use checkout_events::{
     Currency, Envelope, Event, LineItem, Money, OrderCancelled, OrderCreated, OrderId,
     PaymentCaptured, PaymentRefunded, Quantity, Sku,
 };
-use checkout_messaging::{Handler, Outcome};
+use checkout_messaging::Outcome;
 use checkout_runtime::testing::{
-    TestDatabase, delete_topology, isolated_config, outbox_envelopes, outbox_event_types,
+    self, TestDatabase, delete_topology, isolated_config, outbox_envelopes, outbox_event_types,
     with_database,
 };
 use payment_service::{MIGRATOR, PaymentHandler, SERVICE};
@@ -49,13 +49,9 @@ fn cancelled(order_id: OrderId) -> OrderCancelled {
 async fn apply<E: Event>(pool: &PgPool, order_id: OrderId, event: &E) -> Outcome {
     let envelope =
         Envelope::new(event, "order-service", order_id.as_uuid(), None).expect("serializable");
-    let mut tx = pool.begin().await.expect("begin");
-    let outcome = PaymentHandler
-        .handle(&envelope, &mut tx)
+    testing::handle(pool, &PaymentHandler, &envelope)
         .await
-        .expect("handled");
-    tx.commit().await.expect("commit");
-    outcome
+        .expect("handled")
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -273,6 +273,20 @@ impl Running {
     }
 }
 
+/// Applies `envelope` with `handler` in one transaction and commits it
+/// when the handler succeeds — what the consumer does, minus the inbox row,
+/// so a test can deliver one event twice and see the handler's own guard.
+pub async fn handle<H: checkout_messaging::Handler>(
+    pool: &PgPool,
+    handler: &H,
+    envelope: &Envelope,
+) -> Result<checkout_messaging::Outcome, checkout_messaging::HandlerError> {
+    let mut tx = pool.begin().await?;
+    let outcome = handler.handle(envelope, &mut tx).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
 /// Makes a race deterministic: applies `first` with `handler` in a
 /// transaction left open, starts `second` in a transaction of its own,
 /// waits (polling `pg_stat_activity`, with a deadline) until `second` is

@@ -1,8 +1,8 @@
 //! One notification per order and kind, whatever is redelivered or replayed.
 
 use checkout_events::{Currency, Envelope, Event, Money, OrderCancelled, OrderConfirmed, OrderId};
-use checkout_messaging::{Handler, Outcome};
-use checkout_runtime::testing::TestDatabase;
+use checkout_messaging::Outcome;
+use checkout_runtime::testing::{self, TestDatabase};
 use email_service::MIGRATOR;
 use email_service::handler::Notifier;
 use uuid::Uuid;
@@ -10,10 +10,9 @@ use uuid::Uuid;
 async fn deliver<E: Event>(db: &TestDatabase, event: &E) -> Outcome {
     // A fresh envelope each time: the inbox cannot catch it, the unique key must.
     let envelope = Envelope::new(event, "test", Uuid::now_v7(), None).expect("envelope");
-    let mut tx = db.pool().begin().await.expect("begin");
-    let outcome = Notifier.handle(&envelope, &mut tx).await.expect("handled");
-    tx.commit().await.expect("commit");
-    outcome
+    testing::handle(db.pool(), &Notifier, &envelope)
+        .await
+        .expect("handled")
 }
 
 async fn mails(db: &TestDatabase, order_id: OrderId) -> Vec<(String, String, String)> {

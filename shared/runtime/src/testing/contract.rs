@@ -42,12 +42,9 @@ pub async fn check_consumer<H: Handler>(
             } else {
                 fixture.envelope_with(point_at_order)
             };
-            let mut tx = pool.begin().await.expect("begin");
-            let outcome = handler
-                .handle(&envelope, &mut tx)
+            let outcome = super::handle(pool, handler, &envelope)
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            tx.commit().await.expect("commit");
             assert_eq!(outcome, Outcome::Applied, "{name}");
         }
     }
