@@ -12,11 +12,26 @@
 //!    already applied, so it is acked and nothing else happens;
 //! 4. acks only after the commit.
 //!
-//! A transient failure is retried through the service's delay queues (the
-//! delivery is acked once a copy with `x-retry-count + 1` is safely in the
-//! delay queue), so the messages behind it keep flowing; after the last
-//! retry, or on a permanent failure, the message is dead-lettered with the
-//! reason in its headers (see [`crate::dead_letter`]).
+//! Failures are of three kinds, and only a failure of the handler itself
+//! costs the message an attempt:
+//!
+//! - **The service's own infrastructure is unavailable** (its database
+//!   unreachable, the pool exhausted, a backend terminated): the consumer
+//!   *pauses* ([`crate::pause`]). The delivery stays unacked, no new one is
+//!   started, one probe waits for the database with backoff, and then the
+//!   same delivery is tried again. An outage of any length delays work and
+//!   never dead-letters it.
+//! - **A transient failure of the handler** (a deadlock, a serialization
+//!   failure, a panic) is retried through the service's delay queues (the
+//!   delivery is acked once a copy with `x-retry-count + 1` is safely in the
+//!   delay queue), so the messages behind it keep flowing;
+//! - after the last retry, or on a **permanent** failure (a bug, a constraint
+//!   the data breaks) or a **poison** message, it is dead-lettered with the
+//!   reason in its headers (see [`crate::dead_letter`]).
+//!
+//! Deliveries and acks use one broker connection; retries and dead letters
+//! are published on another (the relay's), so a broker that blocks
+//! publishers (a memory or disk alarm) does not also stop acks.
 //!
 //! Deliveries are handled concurrently, bounded by the prefetch count, so a
 //! slow handler for one order does not hold up the others. Handlers that
@@ -26,19 +41,21 @@ use crate::dead_letter::{self, Reason, publish_confirmed, set_int, set_str};
 use crate::metrics::{
     HANDLER_DURATION, MESSAGE_RETRIES, MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED,
 };
+use crate::pause::Pause;
 use crate::retry::RetryPolicy;
 use crate::topology::Topology;
 use checkout_events::{DecodeError, Envelope};
 use checkout_telemetry::propagation::{adopt_parent, extract_amqp};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-    ConfirmSelectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, message::Delivery};
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -59,8 +76,15 @@ pub enum Outcome {
 /// Why a handler failed, which decides what happens to the message.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Worth trying again later: a lost connection, a deadlock, a
-    /// serialization failure, a mail server down. Retried with backoff.
+    /// The service's own infrastructure is down (database unreachable,
+    /// pool exhausted, connection lost): not the message's fault. The
+    /// consumer pauses until the database answers again and then tries the
+    /// same delivery again, without counting an attempt.
+    #[error("unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Worth trying again later, but not an outage: a deadlock, a
+    /// serialization failure. Retried with backoff through the delay
+    /// queues; each try counts against the retry budget.
     #[error("transient: {0}")]
     Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The payload cannot be read (unknown version, missing field):
@@ -74,10 +98,10 @@ pub enum HandlerError {
 
 impl From<sqlx::Error> for HandlerError {
     fn from(error: sqlx::Error) -> Self {
-        if is_transient(&error) {
-            HandlerError::Transient(Box::new(error))
-        } else {
-            HandlerError::Permanent(error.to_string())
+        match classify(&error) {
+            Class::Unavailable => HandlerError::Unavailable(Box::new(error)),
+            Class::Transient => HandlerError::Transient(Box::new(error)),
+            Class::Permanent => HandlerError::Permanent(error.to_string()),
         }
     }
 }
@@ -88,23 +112,40 @@ impl From<DecodeError> for HandlerError {
     }
 }
 
-/// Whether a database error may go away by itself.
-fn is_transient(error: &sqlx::Error) -> bool {
+/// What a database error says about whose fault it is.
+enum Class {
+    Unavailable,
+    Transient,
+    Permanent,
+}
+
+fn classify(error: &sqlx::Error) -> Class {
     match error {
         sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception, 40: transaction rollback (serialization
-            // failure, deadlock), 53: insufficient resources, 57: operator
-            // intervention (e.g. admin shutdown, terminated backend).
-            ["08", "40", "53", "57"]
-                .iter()
-                .any(|class| code.starts_with(class))
-        }),
-        _ => false,
+        | sqlx::Error::Protocol(_) => Class::Unavailable,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.as_ref() {
+                // 08: connection exception; 53: insufficient resources (too
+                // many connections, disk full); 57P: the server is shutting
+                // down, terminated the backend or cannot take connections
+                // yet; 55000: the database does not accept connections
+                // (ALLOW_CONNECTIONS false).
+                c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => {
+                    Class::Unavailable
+                }
+                "55000" => Class::Unavailable,
+                // 40: serialization failure, deadlock; 57014: the statement
+                // was cancelled (statement_timeout, pg_cancel_backend).
+                c if c.starts_with("40") || c == "57014" => Class::Transient,
+                _ => Class::Permanent,
+            }
+        }
+        _ => Class::Permanent,
     }
 }
 
@@ -129,6 +170,7 @@ pub struct Consumer<H> {
     retries: RetryPolicy,
     prefetch: u16,
     drain_timeout: Duration,
+    forward_timeout: Duration,
 }
 
 impl<H> Clone for Consumer<H> {
@@ -141,6 +183,7 @@ impl<H> Clone for Consumer<H> {
             retries: self.retries.clone(),
             prefetch: self.prefetch,
             drain_timeout: self.drain_timeout,
+            forward_timeout: self.forward_timeout,
         }
     }
 }
@@ -153,10 +196,16 @@ enum Verdict {
     DeadLetter(Reason, String),
 }
 
-/// The channels one consumer session works with.
+/// What one consumer session works with.
 struct Session {
-    /// Publishes retries and dead letters, in confirm mode.
+    /// Publishes retries and dead letters, in confirm mode, on the
+    /// publishing connection.
     publisher: Channel,
+    /// Holds every handler while the database is down.
+    pause: Pause,
+    /// Cancelled at shutdown: a handler waiting out an outage gives up and
+    /// leaves its delivery unacked (the broker redelivers it).
+    shutdown: CancellationToken,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -172,6 +221,7 @@ impl<H: Handler> Consumer<H> {
             retries: RetryPolicy::default(),
             prefetch: 64,
             drain_timeout: Duration::from_secs(10),
+            forward_timeout: Duration::from_secs(30),
         }
     }
 
@@ -194,21 +244,35 @@ impl<H: Handler> Consumer<H> {
         self
     }
 
-    /// Consumes until `shutdown` is cancelled, then stops taking deliveries,
-    /// lets in-flight handlers finish (bounded by the drain timeout) and
-    /// closes its channels. Returns an error if the broker ends the stream
-    /// (e.g. the connection was lost), after the same draining.
+    /// How long forwarding a delivery to a retry or dead-letter queue may
+    /// wait for the broker's confirm (default 30 s). Past it — a broker
+    /// that blocks publishers, say — the delivery is returned to its queue
+    /// and handled again later.
+    pub fn with_forward_timeout(mut self, forward_timeout: Duration) -> Self {
+        self.forward_timeout = forward_timeout;
+        self
+    }
+
+    /// Consumes from `consume` until `shutdown` is cancelled, then stops
+    /// taking deliveries, lets in-flight handlers finish (bounded by the
+    /// drain timeout) and closes its channels. Retries and dead letters are
+    /// published on `publish`, which may be the same connection (tests) but
+    /// should be another one: RabbitMQ blocks a connection that publishes
+    /// during a resource alarm, acks included. Returns an error if the
+    /// broker ends the stream (e.g. the connection was lost), after the
+    /// same draining.
     pub async fn run(
         self,
-        connection: Arc<Connection>,
+        consume: Arc<Connection>,
+        publish: Arc<Connection>,
         shutdown: CancellationToken,
     ) -> Result<(), lapin::Error> {
         let queue = self.topology.queue(&self.service);
-        let channel = connection.create_channel().await?;
+        let channel = consume.create_channel().await?;
         channel
             .basic_qos(self.prefetch, BasicQosOptions { global: false })
             .await?;
-        let publisher = connection.create_channel().await?;
+        let publisher = publish.create_channel().await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
@@ -222,8 +286,13 @@ impl<H: Handler> Consumer<H> {
             .await?;
         tracing::info!(%queue, prefetch = self.prefetch, "consuming");
 
+        let pause = Pause::new(self.pool.clone(), &self.service, shutdown.child_token());
         let this = Arc::new(self);
-        let session = Arc::new(Session { publisher });
+        let session = Arc::new(Session {
+            publisher,
+            pause,
+            shutdown: shutdown.clone(),
+        });
         let permits = Arc::new(Semaphore::new(usize::from(this.prefetch)));
         let mut in_flight = JoinSet::new();
         let outcome = loop {
@@ -292,7 +361,11 @@ impl<H: Handler> Consumer<H> {
 
         let span = self.consumer_span(&delivery, &envelope);
         async {
-            let verdict = match self.apply(&envelope).await {
+            let Some(applied) = self.apply_when_available(session, &envelope).await else {
+                // Shutdown during an outage: the broker redelivers it.
+                return;
+            };
+            let verdict = match applied {
                 Ok(Some(Outcome::Applied)) => Verdict::Ack("applied"),
                 Ok(Some(Outcome::Ignored)) => {
                     tracing::debug!(event_type = %envelope.event_type, "event type not handled here; ignored");
@@ -303,6 +376,8 @@ impl<H: Handler> Consumer<H> {
                     Verdict::Ack("duplicate")
                 }
                 Err(HandlerError::Transient(error)) => Verdict::Retry(error.to_string()),
+                // Not reached: outages are waited out above.
+                Err(HandlerError::Unavailable(error)) => Verdict::Retry(error.to_string()),
                 Err(HandlerError::Poison(error)) => Verdict::DeadLetter(Reason::Poison, error),
                 Err(HandlerError::Permanent(error)) => Verdict::DeadLetter(Reason::Rejected, error),
             };
@@ -315,10 +390,52 @@ impl<H: Handler> Consumer<H> {
         .await;
     }
 
+    /// [`apply`](Self::apply), waiting out outages of the database: while
+    /// it is down the same delivery is tried again once it is back, without
+    /// counting an attempt. A panicking handler is a transient failure (its
+    /// transaction is rolled back by the drop). `None` at shutdown.
+    async fn apply_when_available(
+        &self,
+        session: &Session,
+        envelope: &Envelope,
+    ) -> Option<Result<Option<Outcome>, HandlerError>> {
+        loop {
+            if !session.pause.wait_until_available().await {
+                return None;
+            }
+            let applied = AssertUnwindSafe(self.apply(envelope))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a non-string payload".to_owned());
+                    Err(HandlerError::Transient(
+                        format!("the handler panicked: {message}").into(),
+                    ))
+                });
+            match applied {
+                Err(HandlerError::Unavailable(_)) if session.shutdown.is_cancelled() => {
+                    return None;
+                }
+                Err(HandlerError::Unavailable(error)) => session.pause.report(&*error),
+                other => return Some(other),
+            }
+        }
+    }
+
     /// Runs the handler with the inbox row in one transaction. `Ok(None)`
     /// means the event had already been processed.
     async fn apply(&self, envelope: &Envelope) -> Result<Option<Outcome>, HandlerError> {
-        let mut tx = self.pool.begin().await?;
+        // Not getting a connection at all is an outage whatever the error
+        // says (a database that refuses connections answers 55000, say).
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| HandlerError::Unavailable(Box::new(e)))?;
         let fresh = sqlx::query(
             "INSERT INTO processed_events (event_id, handler) VALUES ($1, $2) \
              ON CONFLICT DO NOTHING",
@@ -428,8 +545,10 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Puts a copy of the delivery in `queue`, then acks the original. If
-    /// the copy is not confirmed, the original is rejected instead, which
-    /// the work queue dead-letters: nothing is lost either way.
+    /// the copy is refused, the original is rejected instead, which the work
+    /// queue dead-letters; if the broker does not answer in time (it blocks
+    /// publishers during an alarm), the original goes back to its queue to
+    /// be handled again. Nothing is lost either way.
     async fn forward(
         &self,
         session: &Session,
@@ -438,9 +557,24 @@ impl<H: Handler> Consumer<H> {
         headers: FieldTable,
     ) {
         let properties = delivery.properties.clone().with_headers(headers);
-        match publish_confirmed(&session.publisher, "", queue, &delivery.data, properties).await {
-            Ok(()) => ack(delivery).await,
-            Err(error) => {
+        let published = tokio::time::timeout(
+            self.forward_timeout,
+            publish_confirmed(&session.publisher, "", queue, &delivery.data, properties),
+        )
+        .await;
+        match published {
+            Ok(Ok(())) => ack(delivery).await,
+            Err(_elapsed) => {
+                tracing::warn!(%queue, timeout = ?self.forward_timeout, "the broker did not confirm the forward in time; returning the delivery to its queue");
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                };
+                if let Err(error) = delivery.acker.nack(requeue).await {
+                    tracing::warn!(%error, "could not return it; the message will be redelivered");
+                }
+            }
+            Ok(Err(error)) => {
                 tracing::warn!(%error, %queue, "could not forward; rejecting to the queue's dead-letter exchange");
                 if let Err(error) = delivery
                     .acker

@@ -7,7 +7,8 @@
 //! - [`consumer`]: decodes deliveries, deduplicates them through the inbox
 //!   table and runs a [`Handler`] in the same transaction; retries transient
 //!   failures through delay queues ([`retry`]) and dead-letters the rest with
-//!   the reason;
+//!   the reason, and pauses while the service's database is down
+//!   ([`consumer`] says which failure is which);
 //! - [`metrics`]: the names of what the machinery counts.
 //!
 //! It knows nothing of orders or payments: events are opaque [`Envelope`]s.
@@ -18,6 +19,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod metrics;
 pub mod outbox;
+mod pause;
 pub mod relay;
 pub mod retry;
 pub mod topology;

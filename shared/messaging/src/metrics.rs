@@ -17,6 +17,10 @@ pub const MESSAGE_RETRIES: &str = "checkout_message_retries_total";
 /// (`poison`, `permanent`, `exhausted`).
 pub const MESSAGES_DEAD_LETTERED: &str = "checkout_messages_dead_lettered_total";
 
+/// 1 while a consumer is paused because its database is unavailable, by
+/// `service`; no attempt is counted meanwhile.
+pub const CONSUMER_PAUSED: &str = "checkout_consumer_paused";
+
 /// Registers descriptions, so the exporter's `# HELP` lines say what each is.
 pub fn describe() {
     metrics::describe_counter!(
@@ -39,5 +43,9 @@ pub fn describe() {
     metrics::describe_counter!(
         MESSAGES_DEAD_LETTERED,
         "Deliveries moved to the dead-letter queue, by reason"
+    );
+    metrics::describe_gauge!(
+        CONSUMER_PAUSED,
+        "1 while the consumer waits for its database to come back"
     );
 }

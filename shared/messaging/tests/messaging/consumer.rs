@@ -20,9 +20,12 @@ use uuid::Uuid;
 pub(crate) const GOOD: u32 = 1;
 const FLAKY: u32 = 2;
 pub(crate) const BROKEN: u32 = 3;
+/// Panics on its first attempt.
+pub(crate) const PANICKY: u32 = 4;
 
 /// Records every application of an event in `state`; events from the
-/// FLAKY writer fail transiently twice first, BROKEN ones always.
+/// FLAKY writer fail transiently twice first, BROKEN ones always, PANICKY
+/// ones panic once.
 #[derive(Clone)]
 pub(crate) struct Scripted {
     attempts: Arc<Mutex<HashMap<Uuid, u32>>>,
@@ -60,6 +63,10 @@ impl Handler for Scripted {
             *n += 1;
             *n
         };
+        assert!(
+            !(event.writer == PANICKY && attempt == 1),
+            "a bug in the handler"
+        );
         let fail = match event.writer {
             FLAKY => attempt <= 2,
             BROKEN => self.broken.load(Ordering::SeqCst),
@@ -118,7 +125,7 @@ pub(crate) fn start_with(
     let consumer = Consumer::new(env.pool.clone(), handler, &env.topology, "probe")
         .with_prefetch(prefetch)
         .with_retries(retries());
-    let task = tokio::spawn(consumer.run(env.broker.clone(), shutdown.clone()));
+    let task = tokio::spawn(consumer.run(env.broker.clone(), env.broker.clone(), shutdown.clone()));
     (shutdown, task)
 }
 

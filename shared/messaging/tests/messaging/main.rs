@@ -4,6 +4,7 @@
 
 mod consumer;
 mod dlq_tool;
+mod outage;
 mod outbox;
 mod relay;
 mod support;
