@@ -117,14 +117,15 @@ impl Config {
             },
             shutdown_timeout: match get("SHUTDOWN_TIMEOUT") {
                 None => Duration::from_secs(10),
-                Some(raw) => one_delay("SHUTDOWN_TIMEOUT", &raw)?,
+                Some(raw) => duration("SHUTDOWN_TIMEOUT", &raw)?,
             },
         })
     }
 }
 
-/// One duration in the `RETRY_DELAYS` syntax (`500ms`, `10s`, `2m`).
-fn one_delay(variable: &'static str, raw: &str) -> Result<Duration, ConfigError> {
+/// Reads `variable`'s value `raw` as one duration in the `RETRY_DELAYS`
+/// syntax (`500ms`, `10s`, `2m`), for a service's own settings too.
+pub fn duration(variable: &'static str, raw: &str) -> Result<Duration, ConfigError> {
     match RetryPolicy::parse(raw)
         .map(|p| p.delays().to_vec())
         .as_deref()

@@ -2,14 +2,18 @@
 //! outbox relay and consumers in a supervised *broker session* next to the
 //! HTTP server, and on SIGTERM stop in reverse order.
 //!
-//! A broker session is one connection: connect, declare the topology, run
-//! the relay and consumers on their own channels. When the connection is
-//! lost the session ends, `/health/ready` reports not-ready, and a new
-//! session starts after a capped, jittered exponential backoff. Nothing is
-//! lost meanwhile: unpublished rows wait in the outbox, unacked deliveries
-//! are redelivered (and deduplicated by the inbox). The database pool
-//! reconnects by itself; a handler that meets a dead connection fails
-//! transiently and its message is retried.
+//! A broker session is two connections: one that consumes and acks, one
+//! that publishes (the relay, retries, dead letters). RabbitMQ blocks a
+//! connection that publishes while a memory or disk alarm lasts, acks and
+//! all; apart, a blocked publisher does not also stop the consumers. A
+//! session connects, declares the topology, and runs the relay and
+//! consumers on their own channels. When a connection is lost the session
+//! ends, `/health/ready` reports not-ready, and a new session starts after
+//! a capped, jittered exponential backoff. Nothing is lost meanwhile:
+//! unpublished rows wait in the outbox, unacked deliveries are redelivered
+//! (and deduplicated by the inbox). The database pool reconnects by itself;
+//! a consumer whose database is down pauses until it is back (see
+//! `checkout_messaging::consumer`).
 
 use crate::config::{Config, ServiceInfo};
 use crate::http::{
@@ -38,10 +42,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A role that runs on a broker session's connection until its token is
-/// cancelled (`Ok`) or the connection fails (`Err`).
+/// A broker session's two connections.
+#[derive(Clone)]
+struct Connections {
+    /// Deliveries and acks; never publishes.
+    consume: Arc<Connection>,
+    /// Publishes (relay, retries, dead letters).
+    publish: Arc<Connection>,
+}
+
+/// A role that runs on a broker session's connections until its token is
+/// cancelled (`Ok`) or a connection fails (`Err`).
 type Role = Box<
-    dyn Fn(Arc<Connection>, CancellationToken) -> BoxFuture<'static, Result<(), lapin::Error>>
+    dyn Fn(Connections, CancellationToken) -> BoxFuture<'static, Result<(), lapin::Error>>
         + Send
         + Sync,
 >;
@@ -157,8 +170,8 @@ impl Runtime {
     /// Runs the outbox relay of this service's database in every broker session.
     pub fn spawn_relay(&mut self) {
         let relay = Relay::new(self.pool.clone(), self.topology.exchange());
-        self.roles.push(Box::new(move |connection, stop| {
-            Box::pin(relay.clone().run(connection, stop))
+        self.roles.push(Box::new(move |connections, stop| {
+            Box::pin(relay.clone().run(connections.publish, stop))
         }));
     }
 
@@ -173,8 +186,12 @@ impl Runtime {
         .with_prefetch(self.config.consumer_prefetch)
         .with_retries(self.config.retry_delays.clone())
         .with_drain_timeout(self.config.shutdown_timeout);
-        self.roles.push(Box::new(move |connection, stop| {
-            Box::pin(consumer.clone().run(connection, stop))
+        self.roles.push(Box::new(move |connections, stop| {
+            Box::pin(
+                consumer
+                    .clone()
+                    .run(connections.consume, connections.publish, stop),
+            )
         }));
     }
 
@@ -336,12 +353,24 @@ impl BrokerSessions {
         // The namespace in the name lets an operator (or a test) close the
         // connections of one deployment only.
         let name = format!("{} ({})", self.service.binary, self.topology.exchange());
-        let connection = Arc::new(
-            checkout_messaging::connect(&self.amqp_url, &name)
+        let connect = async |role: &str| {
+            checkout_messaging::connect(&self.amqp_url, &format!("{name} {role}"))
                 .await
-                .context("cannot connect to the broker at AMQP_URL")?,
-        );
-        let channel = connection.create_channel().await?;
+                .map(Arc::new)
+                .context("cannot connect to the broker at AMQP_URL")
+        };
+        let consume = connect("consume").await?;
+        let publish = match connect("publish").await {
+            Ok(publish) => publish,
+            Err(error) => {
+                let _ = consume
+                    .close(200, ShortString::from("session failed"))
+                    .await;
+                return Err(error);
+            }
+        };
+        let connections = Connections { consume, publish };
+        let channel = connections.consume.create_channel().await?;
         self.topology
             .declare(&channel, SUBSCRIPTIONS)
             .await
@@ -360,7 +389,7 @@ impl BrokerSessions {
         let stop = shutdown.child_token();
         let mut roles = JoinSet::new();
         for role in &self.roles {
-            roles.spawn(role(connection.clone(), stop.clone()));
+            roles.spawn(role(connections.clone(), stop.clone()));
         }
         let ended = tokio::select! {
             _ = shutdown.cancelled() => Ok(()),
@@ -373,9 +402,11 @@ impl BrokerSessions {
         self.broker_up.store(false, Ordering::SeqCst);
         stop.cancel();
         while roles.join_next().await.is_some() {}
-        let _ = connection
-            .close(200, ShortString::from("session ended"))
-            .await;
+        for connection in [connections.consume, connections.publish] {
+            let _ = connection
+                .close(200, ShortString::from("session ended"))
+                .await;
+        }
         ended
     }
 }
