@@ -3,10 +3,12 @@
 //! `POST /orders` prices the order from the local catalog and writes it,
 //! PENDING, together with OrderCreated. Payment and Inventory answer; the
 //! [`saga`] consumer joins their replies into CONFIRMED or CANCELLED and
-//! emits OrderConfirmed or OrderCancelled. The catalog is a local table
-//! kept from Inventory's ProductUpdated events.
+//! emits OrderConfirmed or OrderCancelled; the [`deadline`] cancels an
+//! order that no reply decided in time. The catalog is a local table kept
+//! from Inventory's ProductUpdated events.
 
 pub mod catalog;
+mod deadline;
 mod idempotency;
 pub mod metrics;
 pub mod order;
@@ -50,6 +52,13 @@ pub async fn build_with(config: Config, settings: Settings) -> anyhow::Result<Ap
     metrics::describe();
     runtime.spawn_relay();
     runtime.spawn_consumer(saga::OrderSaga);
+    let deadline = settings.order_deadline;
+    runtime.spawn_task(deadline::run(
+        runtime.pool().clone(),
+        deadline,
+        deadline::interval(deadline),
+        runtime.shutdown_token(),
+    ));
     let api = routes::api(runtime.pool().clone(), settings);
     Ok(runtime.with_api(api))
 }

@@ -13,9 +13,16 @@ use sqlx::PgPool;
 /// Orders by `status` (`PENDING`, `CONFIRMED`, `CANCELLED`).
 pub const ORDERS: &str = "checkout_orders";
 
-/// Registers the description of [`ORDERS`].
+/// Orders the deadline sweeper cancelled (see `crate::deadline`).
+pub const ORDERS_TIMED_OUT: &str = "checkout_orders_timed_out_total";
+
+/// Registers the descriptions of [`ORDERS`] and [`ORDERS_TIMED_OUT`].
 pub(crate) fn describe() {
     metrics::describe_gauge!(ORDERS, "Orders by status, counted in the orders table");
+    metrics::describe_counter!(
+        ORDERS_TIMED_OUT,
+        "Orders cancelled because they were still pending at ORDER_DEADLINE"
+    );
 }
 
 /// Sets [`ORDERS`] for every status, zero included, so a dashboard shows

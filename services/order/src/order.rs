@@ -4,6 +4,9 @@
 //! Pure: no I/O. The replies may come in either order and more than once; a
 //! reply that finds its leg already settled changes nothing, and a reply
 //! after the order is final is recorded for display but decides nothing.
+//! An order still pending at its deadline [expires](Saga::expire):
+//! cancelled, naming the leg(s) it waited for, so no order — and no money
+//! or stock held for one — is ever stranded by a leg that never answers.
 
 use std::fmt;
 
@@ -118,6 +121,26 @@ impl Saga {
             }
             (Ok(()), _, _) => Transition::Recorded,
         }
+    }
+
+    /// The order's deadline passed: a pending order is cancelled with a
+    /// reason naming the leg(s) that never answered; a final one is left
+    /// as it is ([`Transition::Duplicate`]).
+    pub fn expire(&mut self) -> Transition {
+        if self.status != Status::Pending {
+            return Transition::Duplicate;
+        }
+        let waiting: Vec<&str> = [("payment", self.payment), ("inventory", self.inventory)]
+            .into_iter()
+            .filter(|(_, leg)| *leg == Leg::Pending)
+            .map(|(name, _)| name)
+            .collect();
+        // A pending order has at least one pending leg: a failed leg cancels
+        // at once and two good ones confirm.
+        let reason = format!("timed out waiting for {}", waiting.join(" and "));
+        self.status = Status::Cancelled;
+        self.cancel_reason = Some(reason.clone());
+        Transition::Cancelled(reason)
     }
 }
 
@@ -245,6 +268,41 @@ mod tests {
         confirmed.apply(paid());
         confirmed.apply(reserved());
         assert_eq!(confirmed.apply(out_of_stock()), Transition::Duplicate);
+        assert_eq!(confirmed.status, Status::Confirmed);
+    }
+
+    #[test]
+    fn the_deadline_cancels_naming_the_missing_legs() {
+        let cases = [
+            (vec![], "timed out waiting for payment and inventory"),
+            (vec![paid()], "timed out waiting for inventory"),
+            (vec![reserved()], "timed out waiting for payment"),
+        ];
+        for (replies, reason) in cases {
+            let mut saga = Saga::new();
+            for reply in replies {
+                saga.apply(reply);
+            }
+            assert_eq!(saga.expire(), Transition::Cancelled(reason.to_owned()));
+            assert_eq!(saga.status, Status::Cancelled);
+            assert_eq!(saga.cancel_reason.as_deref(), Some(reason));
+        }
+    }
+
+    #[test]
+    fn a_reply_after_the_deadline_is_late_and_the_deadline_after_a_decision_is_nothing() {
+        let mut expired = Saga::new();
+        expired.apply(reserved());
+        expired.expire();
+        assert_eq!(expired.apply(paid()), Transition::Late);
+        assert_eq!(expired.status, Status::Cancelled);
+        assert_eq!(expired.payment, Leg::Succeeded);
+        assert_eq!(expired.expire(), Transition::Duplicate);
+
+        let mut confirmed = Saga::new();
+        confirmed.apply(paid());
+        confirmed.apply(reserved());
+        assert_eq!(confirmed.expire(), Transition::Duplicate);
         assert_eq!(confirmed.status, Status::Confirmed);
     }
 

@@ -20,6 +20,7 @@ use checkout_messaging::Cause;
 use checkout_runtime::http::{
     ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
 };
+use checkout_telemetry::propagation::span_context_map;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -119,9 +120,17 @@ async fn place(
         Err(PricingError::Invalid(errors)) => return Err(Problem::validation(errors)),
         Err(PricingError::Database(e)) => return Err(internal(e)),
     };
-    store::insert(&mut tx, id, &order, &priced, current_trace_id().as_deref())
-        .await
-        .map_err(internal)?;
+    let trace_context = span_context_map(&tracing::Span::current());
+    store::insert(
+        &mut tx,
+        id,
+        &order,
+        &priced,
+        current_trace_id().as_deref(),
+        &trace_context,
+    )
+    .await
+    .map_err(internal)?;
     let event = OrderCreated {
         order_id: id,
         customer_id: order.customer_id,

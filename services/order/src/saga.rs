@@ -2,15 +2,20 @@
 //! order's final state and keeps the local catalog.
 //!
 //! Both good → CONFIRMED + OrderConfirmed; the first failure → CANCELLED +
-//! OrderCancelled, which Payment and Inventory compensate. Replies for one
-//! order are serialised by locking its row; duplicates and late replies are
-//! absorbed by the state machine in [`crate::order`].
+//! OrderCancelled, which Payment and Inventory compensate; their
+//! PaymentRefunded and InventoryReleased come back here and go into the
+//! order's timeline, so the order shows its compensation was done. Replies
+//! for one order are serialised by locking its row; duplicates and late
+//! replies are absorbed by the state machine in [`crate::order`]. An order
+//! no reply decides in time is cancelled by [`crate::deadline`].
 
 use crate::order::{Reply, Transition};
+use crate::store::Locked;
 use crate::{SERVICE, catalog, store, timeline};
 use checkout_events::{
-    Currency, Envelope, InventoryFailed, InventoryReserved, Money, OrderCancelled, OrderConfirmed,
-    OrderId, PaymentCaptured, PaymentFailed, ProductUpdated,
+    Currency, Envelope, InventoryFailed, InventoryReleased, InventoryReserved, Money,
+    OrderCancelled, OrderConfirmed, OrderId, PaymentCaptured, PaymentFailed, PaymentRefunded,
+    ProductUpdated,
 };
 use checkout_messaging::{Cause, Handler, HandlerError, Outbox, Outcome};
 use sqlx::PgConnection;
@@ -45,6 +50,14 @@ impl Handler for OrderSaga {
                 tracing::debug!(sku = %update.sku, revision = update.revision, "stale product revision discarded");
             }
             return Ok(Outcome::Applied);
+        } else if envelope.is::<PaymentRefunded>() {
+            let e: PaymentRefunded = envelope.decode()?;
+            record_compensation(tx, envelope, e.order_id).await?;
+            return Ok(Outcome::Applied);
+        } else if envelope.is::<InventoryReleased>() {
+            let e: InventoryReleased = envelope.decode()?;
+            record_compensation(tx, envelope, e.order_id).await?;
+            return Ok(Outcome::Applied);
         } else {
             return Ok(Outcome::Ignored);
         };
@@ -72,8 +85,19 @@ async fn apply_reply(
     store::save(tx, order_id, &order.saga).await?;
     // Late replies too: they change a leg even when they decide nothing.
     timeline::record(tx, order_id, envelope).await?;
+    announce(tx, order_id, order, transition, Cause::Event(envelope)).await
+}
 
-    let cause = Cause::Event(envelope);
+/// Emits what a decision says (OrderConfirmed or OrderCancelled) and puts it
+/// in the order's timeline; nothing for a transition that decides nothing.
+/// `order` is the locked order with its saga already saved.
+pub(crate) async fn announce(
+    tx: &mut PgConnection,
+    order_id: OrderId,
+    order: Locked,
+    transition: Transition,
+    cause: Cause<'_>,
+) -> Result<(), HandlerError> {
     match transition {
         Transition::Confirmed => {
             let currency = Currency::parse(order.currency.as_str())
@@ -99,5 +123,19 @@ async fn apply_reply(
         }
         Transition::Duplicate | Transition::Recorded | Transition::Late => {}
     }
+    Ok(())
+}
+
+/// A refund or a release of a cancelled order: recorded in its timeline
+/// (under the order's lock, so the timeline keeps the order things happened in).
+async fn record_compensation(
+    tx: &mut PgConnection,
+    envelope: &Envelope,
+    order_id: OrderId,
+) -> Result<(), HandlerError> {
+    if store::lock(tx, order_id).await?.is_none() {
+        return Err(HandlerError::Permanent(format!("no order {order_id}")));
+    }
+    timeline::record(tx, order_id, envelope).await?;
     Ok(())
 }

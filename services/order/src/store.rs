@@ -5,26 +5,32 @@ use crate::catalog::Priced;
 use crate::order::{Leg, Saga, Status};
 use crate::request::NewOrder;
 use crate::timeline::Entry;
-use checkout_events::OrderId;
+use checkout_events::{Event as _, InventoryReleased, OrderId, PaymentRefunded};
 use checkout_runtime::http::Amount;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
+use std::collections::HashMap;
+use std::time::Duration;
 use utoipa::ToSchema;
 
-/// Inserts a new PENDING order and its lines.
+/// Inserts a new PENDING order and its lines, with the trace context of
+/// the request that placed it (`trace_id` to show, `trace_context` to
+/// continue the trace if the deadline cancels it).
 pub(crate) async fn insert(
     tx: &mut PgConnection,
     id: OrderId,
     order: &NewOrder,
     priced: &Priced,
     trace_id: Option<&str>,
+    trace_context: &HashMap<String, String>,
 ) -> Result<(), sqlx::Error> {
     let saga = Saga::new();
     sqlx::query(
         "INSERT INTO orders (id, customer_id, customer_email, status, payment, inventory, \
-             total_amount, currency, trace_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             total_amount, currency, trace_id, trace_context) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id.as_uuid())
     .bind(&order.customer_id)
@@ -35,6 +41,7 @@ pub(crate) async fn insert(
     .bind(priced.total.amount)
     .bind(priced.total.currency.as_str())
     .bind(trace_id)
+    .bind(Json(trace_context))
     .execute(&mut *tx)
     .await?;
 
@@ -120,6 +127,30 @@ pub(crate) async fn lock(
     }))
 }
 
+/// Locks up to `limit` orders still PENDING `deadline` after they were
+/// placed, oldest first, skipping any another transaction holds (a reply
+/// being applied, another replica's sweep). Returns each with the trace
+/// context of the request that placed it.
+pub(crate) async fn lock_expired(
+    tx: &mut PgConnection,
+    deadline: Duration,
+    limit: i64,
+) -> Result<Vec<(OrderId, HashMap<String, String>)>, sqlx::Error> {
+    let rows: Vec<(uuid::Uuid, Json<HashMap<String, String>>)> = sqlx::query_as(
+        "SELECT id, trace_context FROM orders \
+         WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => $1) \
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(deadline.as_secs_f64())
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, context)| (OrderId::from(id), context.0))
+        .collect())
+}
+
 /// Saves the saga state of a locked order.
 pub(crate) async fn save(
     tx: &mut PgConnection,
@@ -165,6 +196,9 @@ pub(crate) struct OrderView {
     inventory: &'static str,
     /// Why the order was cancelled, once it is.
     cancel_reason: Option<String>,
+    /// For a cancelled order, whether what was taken has been given back;
+    /// `null` for an order that is not cancelled.
+    compensation: Option<Compensation>,
     /// The W3C trace id of the request that placed the order: search for
     /// it in Jaeger to see the whole saga.
     trace_id: Option<String>,
@@ -184,12 +218,51 @@ impl OrderView {
         self.trace_id.as_deref()
     }
 
-    /// Adds what is not in the orders tables: the timeline and a link to
-    /// the trace.
+    /// Adds what is not in the orders tables: the timeline, the
+    /// compensation it shows, and a link to the trace.
     pub(crate) fn with(mut self, timeline: Vec<Entry>, jaeger_url: Option<String>) -> Self {
+        if self.status == Status::Cancelled.as_str() {
+            let seen = |event_type: &str| timeline.iter().any(|e| e.event_type() == event_type);
+            self.compensation = Some(Compensation {
+                payment: Compensation::state(
+                    self.payment == "CAPTURED",
+                    seen(PaymentRefunded::TYPE),
+                    "REFUNDED",
+                ),
+                inventory: Compensation::state(
+                    self.inventory == "RESERVED",
+                    seen(InventoryReleased::TYPE),
+                    "RELEASED",
+                ),
+            });
+        }
         self.timeline = timeline;
         self.jaeger_url = jaeger_url;
         self
+    }
+}
+
+/// What a cancelled order's legs gave back, as the participants reported
+/// it (PaymentRefunded, InventoryReleased).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Compensation {
+    /// `REFUNDED`; `PENDING` while a captured payment waits for its refund;
+    /// `NONE` when nothing was captured.
+    #[schema(value_type = String, example = "REFUNDED")]
+    payment: &'static str,
+    /// `RELEASED`; `PENDING` while reserved stock waits for its release;
+    /// `NONE` when nothing was reserved.
+    #[schema(value_type = String, example = "RELEASED")]
+    inventory: &'static str,
+}
+
+impl Compensation {
+    fn state(taken: bool, given_back: bool, done: &'static str) -> &'static str {
+        match (given_back, taken) {
+            (true, _) => done,
+            (false, true) => "PENDING",
+            (false, false) => "NONE",
+        }
     }
 }
 
@@ -272,6 +345,7 @@ pub(crate) async fn view(pool: &PgPool, id: uuid::Uuid) -> Result<Option<OrderVi
         payment: leg_name(&order.payment, "CAPTURED"),
         inventory: leg_name(&order.inventory, "RESERVED"),
         cancel_reason: order.cancel_reason,
+        compensation: None,
         trace_id: order.trace_id,
         jaeger_url: None,
         timeline: Vec::new(),

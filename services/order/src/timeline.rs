@@ -29,6 +29,13 @@ pub(crate) struct Entry {
     trace_id: Option<String>,
 }
 
+impl Entry {
+    /// The event type, e.g. `PaymentRefunded`.
+    pub(crate) fn event_type(&self) -> &str {
+        &self.event_type
+    }
+}
+
 /// The current span's trace id, or `None` outside a sampled trace.
 pub(crate) fn current_trace_id() -> Option<String> {
     Some(trace_id(&Span::current())).filter(|t| t.bytes().any(|b| b != b'0'))

@@ -20,7 +20,8 @@ mod values;
 pub use envelope::{DecodeError, Envelope, Event};
 pub use payloads::{
     InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated, ReservedItem,
+    OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated, ROUTING_KEYS,
+    ReservedItem,
 };
 pub use routing::{SUBSCRIPTIONS, Subscription};
 pub use values::{Currency, LineItem, Money, MoneyError, OrderId, Quantity, Sku, ValueError};

@@ -151,3 +151,18 @@ pub struct ProductUpdated {
     pub revision: i64,
 }
 event!(ProductUpdated, 1, "product.updated");
+
+/// The routing key of every event above: everything the services can
+/// publish. A test in the routing table checks each has a subscriber.
+pub const ROUTING_KEYS: &[&str] = &[
+    OrderCreated::ROUTING_KEY,
+    PaymentCaptured::ROUTING_KEY,
+    PaymentFailed::ROUTING_KEY,
+    PaymentRefunded::ROUTING_KEY,
+    InventoryReserved::ROUTING_KEY,
+    InventoryFailed::ROUTING_KEY,
+    InventoryReleased::ROUTING_KEY,
+    OrderConfirmed::ROUTING_KEY,
+    OrderCancelled::ROUTING_KEY,
+    ProductUpdated::ROUTING_KEY,
+];

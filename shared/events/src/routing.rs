@@ -6,8 +6,8 @@
 
 use crate::envelope::Event;
 use crate::payloads::{
-    InventoryFailed, InventoryReserved, OrderCancelled, OrderConfirmed, OrderCreated,
-    PaymentCaptured, PaymentFailed, ProductUpdated,
+    InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
+    OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated,
 };
 
 /// One service's queue and the routing keys bound to it.
@@ -29,6 +29,10 @@ pub const SUBSCRIPTIONS: &[Subscription] = &[
             InventoryReserved::ROUTING_KEY,
             InventoryFailed::ROUTING_KEY,
             ProductUpdated::ROUTING_KEY,
+            // Compensations, recorded in the order's timeline. Without a
+            // subscriber they would pile up in the unroutable queue.
+            PaymentRefunded::ROUTING_KEY,
+            InventoryReleased::ROUTING_KEY,
         ],
     },
     Subscription {
@@ -48,3 +52,42 @@ pub const SUBSCRIPTIONS: &[Subscription] = &[
         routing_keys: &[OrderConfirmed::ROUTING_KEY, OrderCancelled::ROUTING_KEY],
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payloads::ROUTING_KEYS;
+
+    #[test]
+    fn every_event_the_code_can_publish_has_a_subscriber() {
+        for key in ROUTING_KEYS {
+            let subscribers: Vec<&str> = SUBSCRIPTIONS
+                .iter()
+                .filter(|s| s.routing_keys.contains(key))
+                .map(|s| s.service)
+                .collect();
+            assert!(
+                !subscribers.is_empty(),
+                "nothing is bound to {key}: its messages would pile up in the unroutable queue"
+            );
+        }
+    }
+
+    #[test]
+    fn the_list_of_routing_keys_names_every_event() {
+        // Each event is declared with one `event!(Type, version, "key")`.
+        let declared = include_str!("payloads.rs")
+            .lines()
+            .filter(|line| line.starts_with("event!("))
+            .count();
+        assert_eq!(declared, ROUTING_KEYS.len(), "ROUTING_KEYS misses an event");
+        for subscription in SUBSCRIPTIONS {
+            for key in subscription.routing_keys {
+                assert!(
+                    ROUTING_KEYS.contains(key),
+                    "{key} is bound but no event has it"
+                );
+            }
+        }
+    }
+}

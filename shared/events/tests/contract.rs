@@ -59,8 +59,10 @@ fn every_service_claims_what_its_queue_is_bound_to() {
         [
             "PaymentCaptured",
             "PaymentFailed",
+            "PaymentRefunded",
             "InventoryReserved",
             "InventoryFailed",
+            "InventoryReleased",
             "ProductUpdated"
         ]
     );

@@ -3,6 +3,7 @@
 //! handler.
 
 mod catalog;
+mod deadline;
 mod helpers;
 mod http_surface;
 mod idempotency;

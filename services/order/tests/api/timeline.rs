@@ -63,6 +63,7 @@ async fn the_timeline_lists_what_moved_the_order_in_order() {
 async fn an_order_with_a_trace_links_to_it_when_a_jaeger_ui_is_configured() {
     let settings = Settings {
         jaeger_ui_url: Some("http://jaeger.example:16686".to_owned()),
+        ..Settings::default()
     };
     let app = spawn_app_with(settings, None).await;
     app.add_product("KB-001", 4999, 1).await;
