@@ -56,8 +56,19 @@ pub struct Order {
     pub inventory: String,
     /// Why it was cancelled, if it was.
     pub cancel_reason: Option<String>,
+    /// For a cancelled order, what was given back; `None` otherwise.
+    pub compensation: Option<Compensation>,
     /// The trace the order was placed in (32 hex digits).
     pub trace_id: Option<String>,
+}
+
+/// What a cancelled order's legs gave back, as the Order service recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Compensation {
+    /// `REFUNDED`, `PENDING` (captured, refund not yet seen) or `NONE`.
+    pub payment: String,
+    /// `RELEASED`, `PENDING` (reserved, release not yet seen) or `NONE`.
+    pub inventory: String,
 }
 
 impl Order {

@@ -60,6 +60,8 @@ pub(crate) struct Environment {
     pub(crate) broker_namespace: String,
     pub(crate) otlp_endpoint: String,
     pub(crate) rust_log: String,
+    /// The Order service's `ORDER_DEADLINE` (the others ignore it).
+    pub(crate) order_deadline: String,
 }
 
 /// A started service process. `kill_on_drop` makes sure it does not outlive
@@ -110,6 +112,7 @@ impl ServiceProcess {
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("BROKER_NAMESPACE", &env.broker_namespace)
             .env("RETRY_DELAYS", RETRY_DELAYS)
+            .env("ORDER_DEADLINE", &env.order_deadline)
             // Several processes and tests share one PostgreSQL: keep pools small.
             .env("DATABASE_MAX_CONNECTIONS", "5")
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &env.otlp_endpoint)

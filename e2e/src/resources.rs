@@ -62,6 +62,69 @@ pub(crate) async fn terminate_database_connections(
     Ok(terminated)
 }
 
+/// Lets database `name` refuse new connections and terminates the open
+/// ones (`refuse`), or accept connections again.
+pub(crate) async fn refuse_connections(
+    server_url: &str,
+    name: &str,
+    refuse: bool,
+) -> anyhow::Result<()> {
+    let allow = if refuse { "false" } else { "true" };
+    admin(
+        server_url,
+        format!("ALTER DATABASE {} ALLOW_CONNECTIONS {allow}", quoted(name)?),
+    )
+    .await?;
+    if refuse {
+        let mut conn = PgConnection::connect(&format!("{server_url}/postgres")).await?;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&mut conn)
+        .await?;
+        let _ = conn.close().await;
+    }
+    Ok(())
+}
+
+/// Runs `sql` (one or more statements) in database `name`.
+pub(crate) async fn execute_in(server_url: &str, name: &str, sql: &str) -> anyhow::Result<()> {
+    let url = format!("{server_url}/{name}");
+    let mut connection = PgConnection::connect(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {url}: {e}"))?;
+    let result = sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(&mut connection)
+        .await;
+    let _ = connection.close().await;
+    result.map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
+    Ok(())
+}
+
+/// How many messages are ready in `queue` (a passive declare).
+pub(crate) async fn queue_depth(amqp_url: &str, queue: &str) -> anyhow::Result<u32> {
+    let connection = checkout_messaging::connect(amqp_url, "e2e queue depth")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the broker at {amqp_url}: {e}"))?;
+    let channel = connection.create_channel().await?;
+    let declared = channel
+        .queue_declare(
+            ShortString::try_new(queue)?,
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await;
+    let _ = connection.close(200, ShortString::from("done")).await;
+    Ok(declared
+        .map_err(|e| anyhow::anyhow!("queue {queue}: {e}"))?
+        .message_count())
+}
+
 /// Creates database `name` on the server at `server_url`.
 pub(crate) async fn create_database(server_url: &str, name: &str) -> anyhow::Result<()> {
     let sql = format!("CREATE DATABASE {}", quoted(name)?);

@@ -32,6 +32,8 @@ pub struct Options {
     pub amqp_url: String,
     /// `RUST_LOG` of every service. Default `$E2E_RUST_LOG`, else `info`.
     pub rust_log: String,
+    /// The Order service's `ORDER_DEADLINE`. Default 30 s, the service's own.
+    pub order_deadline: Duration,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             postgres_url: env("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
             amqp_url: env("E2E_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             rust_log: env("E2E_RUST_LOG", "info"),
+            order_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -56,6 +59,12 @@ impl Options {
     /// Runs `replicas` processes of each consumer service.
     pub fn with_consumer_replicas(mut self, replicas: usize) -> Self {
         self.consumer_replicas = replicas.max(1);
+        self
+    }
+
+    /// Cancels orders still pending after `deadline`.
+    pub fn with_order_deadline(mut self, deadline: Duration) -> Self {
+        self.order_deadline = deadline;
         self
     }
 
@@ -179,6 +188,7 @@ impl System {
             broker_namespace: self.id.clone(),
             otlp_endpoint: self.receiver.endpoint().to_owned(),
             rust_log: self.options.rust_log.clone(),
+            order_deadline: format!("{}ms", self.options.order_deadline.as_millis()),
         };
         ServiceProcess::spawn(
             binaries.path(service)?,
@@ -251,6 +261,37 @@ impl System {
     /// `pg_terminate_backend` does. Returns how many.
     pub async fn terminate_database_connections(&self) -> anyhow::Result<i64> {
         resources::terminate_database_connections(&self.options.postgres_url, &self.id).await
+    }
+
+    /// Makes `service`'s database refuse new connections and ends the open
+    /// ones (`refuse`), as an outage would, or lets connections in again.
+    pub async fn refuse_database(&self, service: Service, refuse: bool) -> anyhow::Result<()> {
+        let name = self.database_of(service)?;
+        resources::refuse_connections(&self.options.postgres_url, &name, refuse).await
+    }
+
+    /// Runs `sql` in `service`'s own database (to inject a fault there).
+    pub async fn execute_in(&self, service: Service, sql: &str) -> anyhow::Result<()> {
+        let name = self.database_of(service)?;
+        resources::execute_in(&self.options.postgres_url, &name, sql).await
+    }
+
+    /// How many messages wait in the broker queue `queue`.
+    pub async fn queue_depth(&self, queue: &str) -> anyhow::Result<u32> {
+        resources::queue_depth(&self.options.amqp_url, queue).await
+    }
+
+    /// This system's broker names.
+    pub fn topology(&self) -> anyhow::Result<checkout_messaging::Topology> {
+        Ok(checkout_messaging::Topology::new(self.id.as_str())?)
+    }
+
+    fn database_of(&self, service: Service) -> anyhow::Result<String> {
+        self.databases
+            .iter()
+            .find(|(owner, _)| *owner == service)
+            .map(|(_, name)| name.clone())
+            .context("no database for the service")
     }
 
     fn process_mut(

@@ -16,6 +16,7 @@ mod faults;
 mod outcomes;
 mod rejected;
 mod replicas;
+mod stranded;
 mod trace;
 
 use e2e::System;
