@@ -9,6 +9,7 @@ use compose_spec::service::{Condition, Healthcheck, Restart, ports};
 use compose_spec::{Compose, Service, ShortOrLong};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The four services and what each reads beyond the runtime's variables.
 const SERVICES: [(ServiceInfo, &[&str]); 4] = [
@@ -304,6 +305,51 @@ fn services_wait_for_healthy_dependencies_and_restart() {
             );
         }
     }
+}
+
+#[test]
+fn services_have_time_to_drain_before_they_are_killed() {
+    let compose = compose();
+    // Besides the consumers' drain: closing the HTTP server, the relay's
+    // last batch, flushing spans.
+    const REST_OF_SHUTDOWN: Duration = Duration::from_secs(10);
+    for (info, _) in SERVICES {
+        let service = service(&compose, info.name);
+        let env = environment(service);
+        let config = checkout_runtime::Config::from_lookup(&info, |name| env.get(name).cloned())
+            .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+        let grace = service.stop_grace_period.unwrap_or(Duration::from_secs(10)); // compose's default
+        assert!(
+            grace >= config.shutdown_timeout + REST_OF_SHUTDOWN,
+            "{}: stop_grace_period {grace:?} leaves no time beyond SHUTDOWN_TIMEOUT {:?}",
+            info.name,
+            config.shutdown_timeout
+        );
+    }
+}
+
+#[test]
+fn rabbitmq_keeps_its_messages_when_the_container_is_recreated() {
+    let compose = compose();
+    let rabbitmq = service(&compose, "rabbitmq");
+    assert!(
+        rabbitmq.hostname.is_some(),
+        "rabbitmq needs a fixed hostname: its data directory is named after it"
+    );
+    let volume = compose_spec::service::volumes::into_long_iter(rabbitmq.volumes.clone())
+        .find_map(|mount| match mount {
+            compose_spec::service::volumes::Mount::Volume(volume)
+                if volume.common.target.as_path() == Path::new("/var/lib/rabbitmq") =>
+            {
+                volume.source
+            }
+            _ => None,
+        })
+        .expect("a named volume at /var/lib/rabbitmq");
+    assert!(
+        compose.volumes.contains_key(&volume),
+        "{volume} is declared under the top-level volumes"
+    );
 }
 
 fn service_has_healthcheck(compose: &Compose, name: &str) -> bool {

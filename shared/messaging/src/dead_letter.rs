@@ -3,8 +3,26 @@
 //! purge — the `checkoutctl dlq` commands).
 //!
 //! A dead letter keeps its body and original properties and headers
-//! (including `traceparent`), and gains the `x-*` headers below.
+//! (including `traceparent`), and gains the `x-*` headers below — or, when
+//! the broker dead-lettered it itself (a delivery limit passed, a reject),
+//! the broker's `x-death` header, which says where it was first published.
+//!
+//! Looking at a queue over AMQP means taking messages and giving them back
+//! (nack with requeue). That is safe only because every dead-letter queue
+//! has a delivery limit that is never reached (see [`crate::topology`]);
+//! messages looked at are held, not requeued one by one, so a look never
+//! sees one twice, and given back together at the end.
+//!
+//! Card tokens never reach a terminal: [`DeadLetter::masked_body`] and
+//! [`mask_card_tokens`] hide them in what is shown, never in the stored
+//! message, which a replay sends on unchanged.
 
+mod mask;
+
+pub use mask::mask_card_tokens;
+
+use crate::topology::Topology;
+use checkout_events::Subscription;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
     QueueDeclareOptions, QueuePurgeOptions,
@@ -29,6 +47,29 @@ pub const ORIGINAL_ROUTING_KEY: &str = "x-original-routing-key";
 pub const ORIGINAL_EXCHANGE: &str = "x-original-exchange";
 /// How many retries it has had (0 on first delivery); travels with retries.
 pub const RETRY_COUNT: &str = "x-retry-count";
+/// The broker's record of each time it dead-lettered the message: an array
+/// of tables, newest first, each with `queue`, `reason`, `count`,
+/// `exchange` and `routing-keys` (the route the message arrived by).
+pub const DEATH: &str = "x-death";
+
+/// Headers a replay removes: the failure's (a replayed message starts
+/// afresh) and the broker's own bookkeeping, which it adds again if needed.
+const NOT_REPLAYED_HEADERS: &[&str] = &[
+    REASON,
+    ERROR,
+    HANDLER,
+    ATTEMPTS,
+    FAILED_AT,
+    RETRY_COUNT,
+    DEATH,
+    "x-first-death-reason",
+    "x-first-death-queue",
+    "x-first-death-exchange",
+    "x-last-death-reason",
+    "x-last-death-queue",
+    "x-last-death-exchange",
+    "x-delivery-count",
+];
 
 /// Why a message is dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +160,16 @@ pub(crate) async fn publish_confirmed(
     }
 }
 
+/// Where a message was first published: the exchange and routing key a
+/// replay checks against the failing service's bindings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The exchange it was published to.
+    pub exchange: String,
+    /// The routing key it was published with.
+    pub routing_key: String,
+}
+
 /// One message in a dead-letter queue, as a person inspects it.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -126,7 +177,8 @@ pub struct DeadLetter {
     pub message_id: Option<String>,
     /// The AMQP `type`, else the envelope's `type`.
     pub event_type: Option<String>,
-    /// Why it was dead-lettered.
+    /// Why it was dead-lettered (`x-dead-letter-reason`, else the broker's
+    /// newest `x-death` reason, e.g. `rejected` or `delivery_limit`).
     pub reason: Option<String>,
     /// The last error.
     pub error: Option<String>,
@@ -136,13 +188,13 @@ pub struct DeadLetter {
     pub attempts: Option<i64>,
     /// When it was dead-lettered.
     pub failed_at: Option<String>,
-    /// Where it was first published to.
+    /// Where it was first published to (`x-original-exchange`).
     pub original_exchange: Option<String>,
-    /// The routing key it was first published with.
+    /// The routing key it was first published with (`x-original-routing-key`).
     pub original_routing_key: Option<String>,
     /// Every header as the broker holds it.
     pub headers: FieldTable,
-    /// The body, unchanged.
+    /// The body, unchanged (card tokens included: print [`DeadLetter::masked_body`]).
     pub body: Vec<u8>,
     properties: BasicProperties,
 }
@@ -159,6 +211,9 @@ impl DeadLetter {
                 .as_ref()
                 .and_then(|e| e.get(field)?.as_str().map(str::to_owned))
         };
+        let broker_reason = deaths(&headers)
+            .first()
+            .and_then(|death| table_str(death, "reason"));
         Self {
             message_id: properties
                 .message_id()
@@ -170,7 +225,7 @@ impl DeadLetter {
                 .as_ref()
                 .map(|s| s.to_string())
                 .or_else(|| from_body("type")),
-            reason: text(REASON),
+            reason: text(REASON).or(broker_reason),
             error: text(ERROR),
             handler: text(HANDLER),
             attempts: header_int(h, ATTEMPTS),
@@ -181,6 +236,73 @@ impl DeadLetter {
             body,
             properties,
         }
+    }
+
+    /// Where it was first published: the `x-original-*` headers the
+    /// consumer adds, else — for a message the broker dead-lettered itself —
+    /// the `x-death` entry of `work_queue`, the queue it was taken from.
+    pub fn original_route(&self, work_queue: &str) -> Option<Route> {
+        if let (Some(exchange), Some(routing_key)) =
+            (&self.original_exchange, &self.original_routing_key)
+        {
+            return Some(Route {
+                exchange: exchange.clone(),
+                routing_key: routing_key.clone(),
+            });
+        }
+        deaths(&self.headers)
+            .into_iter()
+            .find(|death| table_str(death, "queue").as_deref() == Some(work_queue))
+            .and_then(|death| {
+                let exchange = table_str(death, "exchange")?;
+                let routing_key = match death.inner().get("routing-keys")? {
+                    AMQPValue::FieldArray(keys) => keys.as_slice().iter().find_map(value_str)?,
+                    _ => return None,
+                };
+                Some(Route {
+                    exchange,
+                    routing_key,
+                })
+            })
+    }
+
+    /// The body to show a person: pretty JSON when it is JSON, else the
+    /// text (invalid UTF-8 replaced), with every `card_token` value masked.
+    pub fn masked_body(&self) -> String {
+        match serde_json::from_slice::<serde_json::Value>(&self.body) {
+            Ok(mut json) => {
+                mask::mask_json(&mut json);
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            }
+            Err(_) => mask_card_tokens(&String::from_utf8_lossy(&self.body)).into_owned(),
+        }
+    }
+}
+
+/// The tables of the `x-death` header, newest first.
+fn deaths(headers: &FieldTable) -> Vec<&FieldTable> {
+    match headers.inner().get(DEATH) {
+        Some(AMQPValue::FieldArray(entries)) => entries
+            .as_slice()
+            .iter()
+            .filter_map(|entry| match entry {
+                AMQPValue::FieldTable(table) => Some(table),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn table_str(table: &FieldTable, key: &str) -> Option<String> {
+    value_str(table.inner().get(key)?)
+}
+
+fn value_str(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok().map(str::to_owned),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
     }
 }
 
@@ -202,8 +324,8 @@ pub async fn peek(
         };
         let delivery = message.delivery;
         letters.push(DeadLetter::from_delivery(
-            delivery.properties.clone(),
-            delivery.data.clone(),
+            delivery.properties,
+            delivery.data,
         ));
         taken.push(delivery.acker);
     }
@@ -212,76 +334,171 @@ pub async fn peek(
     Ok(letters)
 }
 
-/// What [`replay`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Replayed {
-    /// Messages published again to their original exchange and routing key.
-    pub replayed: usize,
-    /// Messages left in the queue (not selected, or without an original route).
-    pub left: usize,
-}
-
-/// Publishes the dead letters of `queue` that `select` picks back to their
-/// original exchange and routing key — without the dead-letter headers,
-/// with their original trace context — and removes each from the queue once
-/// the broker confirmed the publish. The consumers' inbox still
-/// deduplicates, so replaying an event that was in fact applied is harmless.
-pub async fn replay(
+/// Finds the first dead letter of `queue` whose message id is `message_id`,
+/// without removing anything. Messages are fetched one at a time and only
+/// their id is kept until the match, so memory does not grow with the
+/// queue; the search stops at the match, and everything fetched is given
+/// back (the messages after the match are never fetched).
+pub async fn find(
     channel: &Channel,
     queue: &str,
+    message_id: &str,
+) -> Result<Option<DeadLetter>, lapin::Error> {
+    let mut taken = Vec::new();
+    let mut found = None;
+    while let Some(message) = channel
+        .basic_get(ShortString::from(queue), BasicGetOptions::default())
+        .await?
+    {
+        let delivery = message.delivery;
+        taken.push(delivery.acker);
+        let letter = DeadLetter::from_delivery(delivery.properties, delivery.data);
+        if letter.message_id.as_deref() == Some(message_id) {
+            found = Some(letter);
+            break;
+        }
+    }
+    give_back(channel, queue, taken).await?;
+    Ok(found)
+}
+
+/// What [`replay`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Replayed {
+    /// Messages sent back to the failing service's queue and removed from
+    /// the dead-letter queue.
+    pub replayed: usize,
+    /// Messages left in the dead-letter queue: not selected, or selected
+    /// but not replayable (those are in `not_replayed`).
+    pub left: usize,
+    /// The selected messages left in the queue, and why.
+    pub not_replayed: Vec<NotReplayed>,
+}
+
+/// A selected dead letter that [`replay`] left in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReplayed {
+    /// Its message id, if it has one.
+    pub message_id: Option<String>,
+    /// Why it stays.
+    pub why: String,
+}
+
+/// Sends the dead letters of `subscription.service` that `select` picks
+/// back to that service's own queue — through the default exchange, so no
+/// other subscriber of the event sees it again — and removes each from the
+/// dead-letter queue once the broker confirmed the publish.
+///
+/// A message is replayed only if its original routing key (see
+/// [`DeadLetter::original_route`]) is one the service is bound to; others
+/// stay in the queue and are reported in [`Replayed::not_replayed`]. The
+/// replay keeps the body, properties and trace context, drops the
+/// failure's headers (reason, error, attempts, retry count, `x-death`) and
+/// records the original route, so a second failure dead-letters it the
+/// same way. The service's inbox still deduplicates, so replaying an event
+/// that was in fact applied is harmless.
+pub async fn replay(
+    channel: &Channel,
+    topology: &Topology,
+    subscription: &Subscription,
     select: impl Fn(&DeadLetter) -> bool,
 ) -> Result<Replayed, lapin::Error> {
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
+    let queue = topology.dead_letter_queue(subscription.service);
+    let work_queue = topology.queue(subscription.service);
     let mut outcome = Replayed::default();
     let mut keep = Vec::new();
-    let total = ready_count(channel, queue).await?;
+    let total = ready_count(channel, &queue).await?;
     for _ in 0..total {
         let Some(message) = channel
-            .basic_get(ShortString::from(queue), BasicGetOptions::default())
+            .basic_get(
+                ShortString::from(queue.as_str()),
+                BasicGetOptions::default(),
+            )
             .await?
         else {
             break;
         };
         let delivery = message.delivery;
-        let letter = DeadLetter::from_delivery(delivery.properties.clone(), delivery.data.clone());
-        let route = letter
-            .original_exchange
-            .clone()
-            .zip(letter.original_routing_key.clone());
-        match route {
-            Some((exchange, routing_key)) if select(&letter) => {
-                let mut headers = letter.headers.clone();
-                let mut inner = headers.inner().clone();
-                for key in [REASON, ERROR, HANDLER, ATTEMPTS, FAILED_AT, RETRY_COUNT] {
-                    inner.remove(key);
-                }
-                headers = FieldTable::from(inner);
-                let properties = letter.properties.clone().with_headers(headers);
-                match publish_confirmed(channel, &exchange, &routing_key, &letter.body, properties)
-                    .await
-                {
-                    Ok(()) => {
-                        delivery.acker.ack(BasicAckOptions::default()).await?;
-                        outcome.replayed += 1;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "replay failed; the message stays in the queue");
-                        keep.push(delivery.acker);
-                    }
-                }
+        let letter = DeadLetter::from_delivery(delivery.properties, delivery.data);
+        if !select(&letter) {
+            keep.push(delivery.acker);
+            continue;
+        }
+        let sent = match letter.original_route(&work_queue) {
+            None => Err(format!(
+                "no original route: neither {ORIGINAL_ROUTING_KEY} nor an {DEATH} entry for {work_queue}"
+            )),
+            Some(route) if !subscribed(subscription, &route.routing_key) => Err(format!(
+                "routing key {:?} is not bound to {work_queue}",
+                route.routing_key
+            )),
+            Some(route) => {
+                let properties = replay_properties(&letter, &route);
+                publish_confirmed(channel, "", &work_queue, &letter.body, properties).await
             }
-            _ => keep.push(delivery.acker),
+        };
+        match sent {
+            Ok(()) => {
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+                outcome.replayed += 1;
+            }
+            Err(why) => {
+                tracing::warn!(message_id = ?letter.message_id, %why, "not replayed; the message stays in the queue");
+                outcome.not_replayed.push(NotReplayed {
+                    message_id: letter.message_id.clone(),
+                    why,
+                });
+                keep.push(delivery.acker);
+            }
         }
     }
     outcome.left = keep.len();
-    give_back(channel, queue, keep).await?;
+    give_back(channel, &queue, keep).await?;
     Ok(outcome)
 }
 
+/// The letter's properties for its replay: the failure's and the broker's
+/// headers removed, the original route recorded.
+fn replay_properties(letter: &DeadLetter, route: &Route) -> BasicProperties {
+    let mut inner = letter.headers.inner().clone();
+    for key in NOT_REPLAYED_HEADERS {
+        inner.remove(*key);
+    }
+    let mut headers = FieldTable::from(inner);
+    set_str(&mut headers, ORIGINAL_EXCHANGE, &route.exchange);
+    set_str(&mut headers, ORIGINAL_ROUTING_KEY, &route.routing_key);
+    letter.properties.clone().with_headers(headers)
+}
+
+/// Whether one of `subscription`'s bindings matches `routing_key`, with the
+/// topic exchange's rules (`*` one word, `#` zero or more).
+fn subscribed(subscription: &Subscription, routing_key: &str) -> bool {
+    subscription
+        .routing_keys
+        .iter()
+        .any(|pattern| topic_matches(pattern, routing_key))
+}
+
+fn topic_matches(pattern: &str, key: &str) -> bool {
+    fn go(pattern: &[&str], key: &[&str]) -> bool {
+        match pattern.split_first() {
+            None => key.is_empty(),
+            Some((&"#", rest)) => (0..=key.len()).any(|skip| go(rest, &key[skip..])),
+            Some((word, rest)) => key
+                .split_first()
+                .is_some_and(|(k, key_rest)| (*word == "*" || word == k) && go(rest, key_rest)),
+        }
+    }
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let key: Vec<&str> = key.split('.').collect();
+    go(&pattern, &key)
+}
+
 /// Returns fetched messages to their queue and waits (bounded) until the
-/// queue counts them again.
+/// queue counts them again, on top of those that were never fetched.
 ///
 /// A quorum queue applies a requeue asynchronously: without the wait, a
 /// `list` followed at once by a `show` or `replay` — or anything reading the
@@ -291,7 +508,10 @@ async fn give_back(
     queue: &str,
     ackers: Vec<lapin::Acker>,
 ) -> Result<(), lapin::Error> {
-    let returned = ackers.len();
+    if ackers.is_empty() {
+        return Ok(());
+    }
+    let returned = ackers.len() + ready_count(channel, queue).await?;
     for acker in ackers {
         acker
             .nack(BasicNackOptions {
@@ -338,4 +558,84 @@ pub async fn purge(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> 
     channel
         .queue_purge(ShortString::from(queue), QueuePurgeOptions::default())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_match_routing_keys_as_a_topic_exchange_does() {
+        for (pattern, key, matches) in [
+            ("payment.captured", "payment.captured", true),
+            ("payment.captured", "payment.failed", false),
+            ("payment.*", "payment.failed", true),
+            ("payment.*", "payment.failed.late", false),
+            ("payment.#", "payment", true),
+            ("payment.#", "payment.failed.late", true),
+            ("#", "anything.at.all", true),
+            ("*.created", "order.created", true),
+            ("*.created", "created", false),
+        ] {
+            assert_eq!(topic_matches(pattern, key), matches, "{pattern} ~ {key}");
+        }
+    }
+
+    fn letter(headers: FieldTable) -> DeadLetter {
+        DeadLetter::from_delivery(
+            BasicProperties::default().with_headers(headers),
+            b"{}".to_vec(),
+        )
+    }
+
+    #[test]
+    fn the_original_route_comes_from_the_consumer_headers_else_from_x_death() {
+        let mut headers = FieldTable::default();
+        set_str(&mut headers, ORIGINAL_EXCHANGE, "ns.events");
+        set_str(&mut headers, ORIGINAL_ROUTING_KEY, "order.created");
+        assert_eq!(
+            letter(headers).original_route("ns.payment"),
+            Some(Route {
+                exchange: "ns.events".into(),
+                routing_key: "order.created".into()
+            })
+        );
+
+        let death = |queue: &str, exchange: &str, key: &str| {
+            let mut entry = FieldTable::default();
+            set_str(&mut entry, "queue", queue);
+            set_str(&mut entry, "reason", "rejected");
+            set_str(&mut entry, "exchange", exchange);
+            entry.insert(
+                ShortString::from("routing-keys"),
+                AMQPValue::FieldArray(vec![AMQPValue::LongString(LongString::from(key))].into()),
+            );
+            AMQPValue::FieldTable(entry)
+        };
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ShortString::from(DEATH),
+            AMQPValue::FieldArray(
+                vec![
+                    death("ns.other", "", "ns.other"),
+                    death("ns.payment", "ns.events", "order.created"),
+                ]
+                .into(),
+            ),
+        );
+        let broker_dead_lettered = letter(headers);
+        assert_eq!(broker_dead_lettered.reason.as_deref(), Some("rejected"));
+        assert_eq!(
+            broker_dead_lettered.original_route("ns.payment"),
+            Some(Route {
+                exchange: "ns.events".into(),
+                routing_key: "order.created".into()
+            })
+        );
+        assert_eq!(broker_dead_lettered.original_route("ns.email"), None);
+        assert_eq!(
+            letter(FieldTable::default()).original_route("ns.payment"),
+            None
+        );
+    }
 }

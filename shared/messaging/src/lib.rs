@@ -9,6 +9,9 @@
 //!   failures through delay queues ([`retry`]) and dead-letters the rest with
 //!   the reason, and pauses while the service's database is down
 //!   ([`consumer`] says which failure is which);
+//! - [`dead_letter`]: what a dead letter carries, and list / show / replay /
+//!   purge for the `checkoutctl dlq` commands;
+//! - [`depth`]: the depths of the unroutable and dead-letter queues as gauges;
 //! - [`metrics`]: the names of what the machinery counts.
 //!
 //! It knows nothing of orders or payments: events are opaque [`Envelope`]s.
@@ -17,6 +20,7 @@
 
 pub mod consumer;
 pub mod dead_letter;
+pub mod depth;
 pub mod metrics;
 pub mod outbox;
 mod pause;
@@ -25,10 +29,11 @@ pub mod retry;
 pub mod topology;
 
 pub use consumer::{Consumer, Handler, HandlerError, Outcome};
+pub use depth::watch_depths;
 pub use outbox::{Cause, Outbox};
 pub use relay::{Relay, wake_relays};
 pub use retry::RetryPolicy;
-pub use topology::{InvalidNamespace, Topology};
+pub use topology::{InvalidNamespace, QueueState, Topology};
 
 use lapin::types::LongString;
 use lapin::{Connection, ConnectionProperties};

@@ -16,6 +16,12 @@ pub const MESSAGE_RETRIES: &str = "checkout_message_retries_total";
 /// Deliveries moved to the dead-letter queue, by `reason`
 /// (`poison`, `permanent`, `exhausted`).
 pub const MESSAGES_DEAD_LETTERED: &str = "checkout_messages_dead_lettered_total";
+/// Messages waiting in the unroutable queue (published with a routing key
+/// no queue is bound to). Every service reports the same shared queue: take
+/// the `max` across instances. Anything above 0 needs a person.
+pub const UNROUTABLE_MESSAGES: &str = "checkout_unroutable_messages";
+/// Messages waiting in a service's dead-letter queue, by `service`.
+pub const DEAD_LETTERS: &str = "checkout_dead_letters";
 
 /// 1 while a consumer is paused because its database is unavailable, by
 /// `service`; no attempt is counted meanwhile.
@@ -47,5 +53,13 @@ pub fn describe() {
     metrics::describe_gauge!(
         CONSUMER_PAUSED,
         "1 while the consumer waits for its database to come back"
+    );
+    metrics::describe_gauge!(
+        UNROUTABLE_MESSAGES,
+        "Messages in the unroutable queue (no binding matched their routing key)"
+    );
+    metrics::describe_gauge!(
+        DEAD_LETTERS,
+        "Messages in a service's dead-letter queue, by service"
     );
 }

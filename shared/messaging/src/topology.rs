@@ -8,6 +8,28 @@
 //! published before its consumer first started waits in that consumer's
 //! queue (this is how the Order service learns the catalog whatever order
 //! the services start in).
+//!
+//! Two queues carry arguments that settle what the broker does when they
+//! fill or are read many times, the same way on RabbitMQ 3.10 and 4.x:
+//!
+//! - a dead-letter queue has an explicit `x-delivery-limit` of `i32::MAX`.
+//!   `checkoutctl dlq list/show/replay` read it by fetching and requeueing,
+//!   and a quorum queue counts every requeue as a delivery; RabbitMQ 4
+//!   gives a quorum queue without the argument a limit of 20, and a DLQ has
+//!   no dead-letter target of its own, so the 21st look would delete the
+//!   dead letter. The limit is never reached; the queue stays quorum
+//!   (replicated in a cluster).
+//! - the unroutable queue holds at most [`Topology::UNROUTABLE_MAX_LENGTH`]
+//!   messages and then refuses more (`x-overflow: reject-publish`): the
+//!   publisher's confirm is a nack, so the relay keeps the outbox row
+//!   unpublished and tries again later. Nothing is dropped, and a routing
+//!   mistake cannot fill the broker's disk.
+//!
+//! A broker keeps a queue's arguments from its first declaration, and
+//! declaring it again with others fails with `PRECONDITION_FAILED`, which
+//! closes the channel. [`Topology::declare_on`] copes with a dead-letter or
+//! unroutable queue left by an older version: it logs one warning naming
+//! the queue and what to do, and goes on (on a new channel) with the rest.
 
 use crate::retry::{DelayName, RetryPolicy};
 use checkout_events::Subscription;
@@ -15,8 +37,9 @@ use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ErrorKind, ExchangeKind};
 use std::time::Duration;
 
 /// A namespace that would make invalid or overlong AMQP names.
@@ -31,6 +54,19 @@ pub struct Topology {
     namespace: String,
 }
 
+/// What the broker holds under a queue name, compared with what this
+/// version declares ([`Topology::check_dead_letter_queue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueState {
+    /// The queue exists with the arguments this version declares.
+    Current,
+    /// The queue exists with other arguments (an older version declared
+    /// it); the broker's explanation.
+    Legacy(String),
+    /// No such queue.
+    Missing,
+}
+
 impl Topology {
     /// The namespace of the demo: its exchange is `checkout.events`.
     pub const DEFAULT_NAMESPACE: &'static str = "checkout";
@@ -38,6 +74,16 @@ impl Topology {
     /// The longest namespace accepted; it keeps every derived name within
     /// AMQP's 255-byte limit.
     pub const MAX_NAMESPACE_LEN: usize = 100;
+
+    /// The `x-delivery-limit` of every dead-letter queue: so high that
+    /// looking at a dead letter (fetch, then requeue) never uses it up.
+    /// `i32::MAX` rather than RabbitMQ 4's "-1 = unlimited", which 3.10
+    /// accepts too but reads as a limit already passed.
+    pub const DEAD_LETTER_DELIVERY_LIMIT: i32 = i32::MAX;
+
+    /// How many messages the unroutable queue holds before the broker
+    /// refuses (nacks) further unroutable publishes.
+    pub const UNROUTABLE_MAX_LENGTH: i32 = 10_000;
 
     /// A topology whose names all start with `namespace.`; the namespace is
     /// 1–100 characters of `a-z`, `0-9`, `-`, `_` and `.`.
@@ -83,11 +129,77 @@ impl Topology {
         format!("{}.dead-letter", self.namespace)
     }
 
-    /// Declares everything `subscriptions` needs. Safe to run concurrently
-    /// and repeatedly.
+    /// The arguments every dead-letter queue is declared with (queue type
+    /// included): quorum, with [`Topology::DEAD_LETTER_DELIVERY_LIMIT`].
+    pub fn dead_letter_queue_arguments() -> FieldTable {
+        let mut args = quorum();
+        args.insert(
+            ShortString::from("x-delivery-limit"),
+            AMQPValue::LongInt(Self::DEAD_LETTER_DELIVERY_LIMIT),
+        );
+        args
+    }
+
+    /// The arguments the unroutable queue is declared with (queue type
+    /// included): quorum, at most [`Topology::UNROUTABLE_MAX_LENGTH`]
+    /// messages, then `reject-publish`.
+    pub fn unroutable_queue_arguments() -> FieldTable {
+        let mut args = quorum();
+        args.insert(
+            ShortString::from("x-max-length"),
+            AMQPValue::LongInt(Self::UNROUTABLE_MAX_LENGTH),
+        );
+        args.insert(
+            ShortString::from("x-overflow"),
+            AMQPValue::LongString(LongString::from("reject-publish")),
+        );
+        args
+    }
+
+    /// Declares everything `subscriptions` needs on `channel`. Safe to run
+    /// concurrently and repeatedly.
+    ///
+    /// A dead-letter or unroutable queue left by an older version with other
+    /// arguments makes this fail (after a warning naming the queue): the
+    /// broker has closed `channel` by then. [`Topology::declare_on`] goes on
+    /// instead.
     pub async fn declare(
         &self,
         channel: &Channel,
+        subscriptions: &[Subscription],
+    ) -> Result<(), lapin::Error> {
+        let mut declarer = Declarer {
+            connection: None,
+            channel: channel.clone(),
+        };
+        self.declare_all(&mut declarer, subscriptions).await
+    }
+
+    /// Declares everything `subscriptions` needs on channels of its own
+    /// from `connection`, and closes them. Like [`Topology::declare`],
+    /// except that a dead-letter or unroutable queue left by an older
+    /// version with other arguments is kept as it is, with one warning that
+    /// names it and says how to replace it, and declaring goes on.
+    pub async fn declare_on(
+        &self,
+        connection: &Connection,
+        subscriptions: &[Subscription],
+    ) -> Result<(), lapin::Error> {
+        let mut declarer = Declarer {
+            connection: Some(connection),
+            channel: connection.create_channel().await?,
+        };
+        let declared = self.declare_all(&mut declarer, subscriptions).await;
+        let _ = declarer
+            .channel
+            .close(200, ShortString::from("topology declared"))
+            .await;
+        declared
+    }
+
+    async fn declare_all(
+        &self,
+        declarer: &mut Declarer<'_>,
         subscriptions: &[Subscription],
     ) -> Result<(), lapin::Error> {
         let durable_exchange = ExchangeDeclareOptions {
@@ -96,7 +208,8 @@ impl Topology {
         };
 
         let unroutable = self.unroutable();
-        channel
+        declarer
+            .channel
             .exchange_declare(
                 name(&unroutable),
                 ExchangeKind::Fanout,
@@ -104,9 +217,10 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        self.declare_queue(channel, &unroutable, FieldTable::default())
+        declarer
+            .declare_kept_queue(&unroutable, Self::unroutable_queue_arguments())
             .await?;
-        bind(channel, &unroutable, &unroutable, "").await?;
+        bind(&declarer.channel, &unroutable, &unroutable, "").await?;
 
         let mut exchange_args = FieldTable::default();
         exchange_args.insert(
@@ -114,7 +228,8 @@ impl Topology {
             AMQPValue::LongString(LongString::from(unroutable.as_str())),
         );
         let exchange = self.exchange();
-        channel
+        declarer
+            .channel
             .exchange_declare(
                 name(&exchange),
                 ExchangeKind::Topic,
@@ -124,7 +239,8 @@ impl Topology {
             .await?;
 
         let dead_letter_exchange = self.dead_letter_exchange();
-        channel
+        declarer
+            .channel
             .exchange_declare(
                 name(&dead_letter_exchange),
                 ExchangeKind::Direct,
@@ -136,14 +252,21 @@ impl Topology {
         for subscription in subscriptions {
             let queue = self.queue(subscription.service);
             let dead_letters = self.dead_letter_queue(subscription.service);
-            self.declare_queue(channel, &dead_letters, FieldTable::default())
+            declarer
+                .declare_kept_queue(&dead_letters, Self::dead_letter_queue_arguments())
                 .await?;
-            bind(channel, &dead_letters, &dead_letter_exchange, &queue).await?;
+            bind(
+                &declarer.channel,
+                &dead_letters,
+                &dead_letter_exchange,
+                &queue,
+            )
+            .await?;
 
             // A message the consumer rejects goes to the DLQ, routed by the
             // queue's own name; the delivery limit stops a message that
             // keeps failing from cycling forever.
-            let mut args = FieldTable::default();
+            let mut args = quorum();
             args.insert(
                 ShortString::from("x-dead-letter-exchange"),
                 AMQPValue::LongString(LongString::from(dead_letter_exchange.as_str())),
@@ -156,12 +279,53 @@ impl Topology {
                 ShortString::from("x-delivery-limit"),
                 AMQPValue::LongInt(20),
             );
-            self.declare_queue(channel, &queue, args).await?;
+            declare_queue(&declarer.channel, &queue, args).await?;
             for routing_key in subscription.routing_keys {
-                bind(channel, &queue, &exchange, routing_key).await?;
+                bind(&declarer.channel, &queue, &exchange, routing_key).await?;
             }
         }
         Ok(())
+    }
+
+    /// Whether `service`'s dead-letter queue exists with the arguments this
+    /// version declares — above all the delivery limit that keeps looking
+    /// at it from deleting dead letters on RabbitMQ 4. It asks on channels
+    /// of its own: a passive declare (is it there?), then a declare with the
+    /// current arguments, which the broker refuses if they differ.
+    pub async fn check_dead_letter_queue(
+        &self,
+        connection: &Connection,
+        service: &str,
+    ) -> Result<QueueState, lapin::Error> {
+        let queue = self.dead_letter_queue(service);
+        let probe = connection.create_channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        match probe
+            .queue_declare(name(&queue), passive, FieldTable::default())
+            .await
+        {
+            Ok(_) => {
+                let _ = probe.close(200, ShortString::from("checked")).await;
+            }
+            Err(error) if soft_error(&error) == Some(AMQPSoftError::NOTFOUND) => {
+                return Ok(QueueState::Missing);
+            }
+            Err(error) => return Err(error),
+        }
+        let probe = connection.create_channel().await?;
+        match declare_queue(&probe, &queue, Self::dead_letter_queue_arguments()).await {
+            Ok(()) => {
+                let _ = probe.close(200, ShortString::from("checked")).await;
+                Ok(QueueState::Current)
+            }
+            Err(error) if soft_error(&error) == Some(AMQPSoftError::PRECONDITIONFAILED) => {
+                Ok(QueueState::Legacy(error_text(&error)))
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Declares `service`'s delay queues, one per delay of `retries`: a
@@ -241,24 +405,88 @@ impl Topology {
         }
         Ok(())
     }
+}
 
-    async fn declare_queue(
-        &self,
-        channel: &Channel,
+/// The channel declarations go through, and the connection to open a new
+/// one on when the broker closes it over a queue kept from an older version.
+struct Declarer<'c> {
+    connection: Option<&'c Connection>,
+    channel: Channel,
+}
+
+impl Declarer<'_> {
+    /// Declares a queue that an older version may have declared with other
+    /// arguments (a dead-letter or the unroutable queue). With a connection
+    /// to reopen the channel on, such a queue is kept as it is, with a
+    /// warning: it still works, and replacing it would drop its messages.
+    async fn declare_kept_queue(
+        &mut self,
         queue: &str,
-        mut args: FieldTable,
+        args: FieldTable,
     ) -> Result<(), lapin::Error> {
-        // Quorum queues replicate across a cluster and are durable by nature.
-        args.insert(
-            ShortString::from("x-queue-type"),
-            AMQPValue::LongString(LongString::from("quorum")),
-        );
-        let options = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
+        let error = match declare_queue(&self.channel, queue, args).await {
+            Ok(()) => return Ok(()),
+            Err(error) if soft_error(&error) == Some(AMQPSoftError::PRECONDITIONFAILED) => error,
+            Err(error) => return Err(error),
         };
-        channel.queue_declare(name(queue), options, args).await?;
-        Ok(())
+        tracing::warn!(
+            queue,
+            broker = %error_text(&error),
+            "queue {queue} was declared by an older version with other arguments; keeping it \
+             as it is. Replace it when it is empty: check with `checkoutctl dlq list` (dead \
+             letters) or move its messages, then `rabbitmqctl delete_queue {queue}` and restart \
+             one service (see the README: Dead letters)"
+        );
+        match self.connection {
+            Some(connection) => {
+                self.channel = connection.create_channel().await?;
+                Ok(())
+            }
+            None => Err(error),
+        }
+    }
+}
+
+/// The queue-type argument every queue but the delay queues carries.
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    // Quorum queues replicate across a cluster and are durable by nature.
+    args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args
+}
+
+async fn declare_queue(
+    channel: &Channel,
+    queue: &str,
+    args: FieldTable,
+) -> Result<(), lapin::Error> {
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel.queue_declare(name(queue), options, args).await?;
+    Ok(())
+}
+
+/// The channel-level error the broker answered with, if that is what `error` is.
+pub(crate) fn soft_error(error: &lapin::Error) -> Option<AMQPSoftError> {
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp) => match amqp.kind() {
+            AMQPErrorKind::Soft(soft) => Some(soft.clone()),
+            AMQPErrorKind::Hard(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// The broker's text for a protocol error, else the error's own.
+fn error_text(error: &lapin::Error) -> String {
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp) => amqp.get_message().to_string(),
+        _ => error.to_string(),
     }
 }
 
@@ -304,5 +532,28 @@ mod tests {
         assert!(Topology::new("").is_err());
         assert!(Topology::new("Has Space").is_err());
         assert!(Topology::new("a".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn dead_letter_and_unroutable_queues_settle_their_limits_explicitly() {
+        let get = |args: &FieldTable, key: &str| args.inner().get(key).cloned();
+        let dlq = Topology::dead_letter_queue_arguments();
+        assert_eq!(
+            get(&dlq, "x-queue-type"),
+            Some(AMQPValue::LongString("quorum".into()))
+        );
+        assert_eq!(
+            get(&dlq, "x-delivery-limit"),
+            Some(AMQPValue::LongInt(i32::MAX))
+        );
+        let unroutable = Topology::unroutable_queue_arguments();
+        assert_eq!(
+            get(&unroutable, "x-max-length"),
+            Some(AMQPValue::LongInt(10_000))
+        );
+        assert_eq!(
+            get(&unroutable, "x-overflow"),
+            Some(AMQPValue::LongString("reject-publish".into()))
+        );
     }
 }

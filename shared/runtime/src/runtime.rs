@@ -115,7 +115,7 @@ impl Runtime {
             .await
             .context("cannot migrate the service's tables")?;
 
-        Ok(Self {
+        let mut runtime = Self {
             service,
             config,
             listener,
@@ -126,7 +126,9 @@ impl Runtime {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             broker_up: Arc::new(AtomicBool::new(false)),
-        })
+        };
+        runtime.watch_depths();
+        Ok(runtime)
     }
 
     /// The port the HTTP server listens on.
@@ -165,6 +167,21 @@ impl Runtime {
     pub fn with_collector(mut self, collector: Collector) -> Self {
         self.collectors.push(collector);
         self
+    }
+
+    /// Reports the depth of this service's dead-letter queue and of the
+    /// unroutable queue as gauges, in every broker session.
+    fn watch_depths(&mut self) {
+        let (topology, service) = (self.topology.clone(), self.service.name);
+        self.roles.push(Box::new(move |connections, stop| {
+            Box::pin(checkout_messaging::watch_depths(
+                connections.consume,
+                topology.clone(),
+                service,
+                DEPTH_EVERY,
+                stop,
+            ))
+        }));
     }
 
     /// Runs the outbox relay of this service's database in every broker session.
@@ -319,6 +336,9 @@ struct BrokerSessions {
     broker_up: Arc<AtomicBool>,
 }
 
+/// How often the dead-letter and unroutable queue depths are read.
+const DEPTH_EVERY: Duration = Duration::from_secs(15);
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
@@ -370,11 +390,14 @@ impl BrokerSessions {
             }
         };
         let connections = Connections { consume, publish };
-        let channel = connections.consume.create_channel().await?;
+        // On the connection, not a channel: a queue left by an older
+        // version with other arguments closes the channel that declares it,
+        // and declaring goes on with a new one.
         self.topology
-            .declare(&channel, SUBSCRIPTIONS)
+            .declare_on(&connections.consume, SUBSCRIPTIONS)
             .await
             .context("cannot declare the broker topology")?;
+        let channel = connections.consume.create_channel().await?;
         self.topology
             .declare_retries(&channel, self.service.name, &self.retries)
             .await

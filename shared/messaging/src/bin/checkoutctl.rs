@@ -7,14 +7,22 @@
 //! checkoutctl dlq purge   --service payment --yes
 //! ```
 //!
-//! A replayed message goes back to its original exchange and routing key,
-//! so every service bound to it sees it again; each one's inbox makes that
-//! harmless for those that had already applied it.
+//! A replayed message goes back to the queue of the service that failed it
+//! (not to the topic exchange, which would hand it to every subscriber
+//! again), and only if that service is bound to its original routing key.
+//!
+//! `list`, `show` and `replay` first check that the dead-letter queue has
+//! the delivery limit this version declares: on RabbitMQ 4 a queue declared
+//! by an older version loses a dead letter after about 20 looks, so they
+//! refuse to read it (`--allow-legacy-queue` overrides). Card tokens are
+//! masked in everything printed.
 
 use anyhow::{Context as _, bail};
-use checkout_messaging::dead_letter::{self, DeadLetter};
-use checkout_messaging::{Topology, connect};
+use checkout_events::{SUBSCRIPTIONS, Subscription};
+use checkout_messaging::dead_letter::{self, DeadLetter, mask_card_tokens};
+use checkout_messaging::{QueueState, Topology, connect};
 use clap::{Args, Parser, Subcommand};
+use lapin::Connection;
 use lapin::types::{AMQPValue, ShortString};
 use std::process::ExitCode;
 
@@ -32,6 +40,11 @@ struct Cli {
     /// The namespace of the deployment's exchanges and queues.
     #[arg(long, env = "BROKER_NAMESPACE", default_value = Topology::DEFAULT_NAMESPACE, global = true)]
     namespace: String,
+    /// Read a dead-letter queue declared by an older version (without the
+    /// delivery limit) anyway. On RabbitMQ 4 every look uses up one of its
+    /// 20 deliveries, after which the broker deletes the dead letter.
+    #[arg(long, global = true)]
+    allow_legacy_queue: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +63,40 @@ struct Service {
     /// The service whose dead letters to work on: order, payment, inventory, email.
     #[arg(long)]
     service: String,
+    /// For `replay`: the routing keys bound to the service's queue,
+    /// comma-separated, for a deployment whose bindings are not the
+    /// checkout's own (by default they come from the checkout's subscriptions).
+    #[arg(long, value_delimiter = ',')]
+    routing_keys: Option<Vec<String>>,
+}
+
+impl Service {
+    /// The service's subscription: its routing keys as given, else the
+    /// checkout's; a service in neither is refused.
+    fn subscription(&self) -> anyhow::Result<Subscription> {
+        if let Some(keys) = &self.routing_keys {
+            // Leaked once per run of a short-lived command.
+            let keys: Vec<&'static str> = keys
+                .iter()
+                .map(|key| &*Box::leak(key.clone().into_boxed_str()))
+                .collect();
+            return Ok(Subscription {
+                service: Box::leak(self.service.clone().into_boxed_str()),
+                routing_keys: Box::leak(keys.into_boxed_slice()),
+            });
+        }
+        match SUBSCRIPTIONS.iter().find(|s| s.service == self.service) {
+            Some(subscription) => Ok(*subscription),
+            None => {
+                let known: Vec<&str> = SUBSCRIPTIONS.iter().map(|s| s.service).collect();
+                bail!(
+                    "unknown service {:?}: one of {} (or give its --routing-keys)",
+                    self.service,
+                    known.join(", ")
+                )
+            }
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,7 +116,7 @@ enum Dlq {
         /// Its message id.
         message_id: String,
     },
-    /// Publish dead letters again to their original routing key.
+    /// Send dead letters back to the queue of the service that failed them.
     Replay {
         #[command(flatten)]
         service: Service,
@@ -116,16 +163,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let connection = connect(&cli.amqp_url, "checkoutctl")
         .await
         .context("cannot connect to the broker (AMQP_URL)")?;
-    let channel = connection.create_channel().await?;
     let Command::Dlq { action } = cli.command;
+    let allow_legacy = cli.allow_legacy_queue;
     match action {
         Dlq::List { service, limit } => {
-            let letters = dead_letter::peek(&channel, &dlq(&topology, &service), limit).await?;
+            let queue =
+                readable_queue(&connection, &topology, &service.service, allow_legacy).await?;
+            let channel = connection.create_channel().await?;
+            let letters = dead_letter::peek(&channel, &queue, limit).await?;
+            let work_queue = topology.queue(&service.service);
             println!(
                 "{:<36}  {:<18}  {:<9}  {:>8}  {:<24}  {:<20}  ERROR",
                 "MESSAGE ID", "TYPE", "REASON", "ATTEMPTS", "FAILED AT", "ROUTING KEY"
             );
             for l in &letters {
+                let route = l.original_route(&work_queue).map(|r| r.routing_key);
                 println!(
                     "{:<36}  {:<18}  {:<9}  {:>8}  {:<24}  {:<20}  {}",
                     or_dash(&l.message_id),
@@ -133,8 +185,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     or_dash(&l.reason),
                     l.attempts.map_or("-".to_owned(), |n| n.to_string()),
                     or_dash(&l.failed_at),
-                    or_dash(&l.original_routing_key),
-                    one_line(l.error.as_deref().unwrap_or("-"), 100),
+                    or_dash(&route),
+                    one_line(&mask_card_tokens(l.error.as_deref().unwrap_or("-")), 100),
                 );
             }
             println!("{} dead letter(s)", letters.len());
@@ -143,34 +195,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             service,
             message_id,
         } => {
-            let letters =
-                dead_letter::peek(&channel, &dlq(&topology, &service), usize::MAX).await?;
-            let Some(letter) = letters
-                .iter()
-                .find(|l| l.message_id.as_deref() == Some(&message_id))
-            else {
-                bail!(
-                    "no dead letter {message_id} in {}",
-                    dlq(&topology, &service)
-                );
+            let queue =
+                readable_queue(&connection, &topology, &service.service, allow_legacy).await?;
+            let channel = connection.create_channel().await?;
+            let Some(letter) = dead_letter::find(&channel, &queue, &message_id).await? else {
+                bail!("no dead letter {message_id} in {queue}");
             };
-            show(letter);
+            show(&letter, &topology.queue(&service.service));
         }
         Dlq::Replay {
             service,
             message_id,
             all,
         } => {
-            let outcome = dead_letter::replay(&channel, &dlq(&topology, &service), |l| {
+            let subscription = service.subscription()?;
+            readable_queue(&connection, &topology, subscription.service, allow_legacy).await?;
+            let channel = connection.create_channel().await?;
+            let outcome = dead_letter::replay(&channel, &topology, &subscription, |l| {
                 all || l.message_id == message_id
             })
             .await?;
             println!(
-                "replayed {}, left {} in the queue",
-                outcome.replayed, outcome.left
+                "replayed {}, left {} in the queue (replayed to {})",
+                outcome.replayed,
+                outcome.left,
+                topology.queue(subscription.service)
             );
+            for not in &outcome.not_replayed {
+                println!("  not replayed {}: {}", or_dash(&not.message_id), not.why);
+            }
             if !all && outcome.replayed == 0 {
-                bail!("nothing replayed: no dead letter with that id and an original route");
+                bail!("nothing replayed: no replayable dead letter with that id");
             }
         }
         Dlq::Purge { service, yes } => {
@@ -180,7 +235,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     service.service
                 );
             }
-            let purged = dead_letter::purge(&channel, &dlq(&topology, &service)).await?;
+            let channel = connection.create_channel().await?;
+            let purged =
+                dead_letter::purge(&channel, &topology.dead_letter_queue(&service.service)).await?;
             println!("purged {purged} dead letter(s)");
         }
     }
@@ -188,8 +245,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn dlq(topology: &Topology, service: &Service) -> String {
-    topology.dead_letter_queue(&service.service)
+/// The service's dead-letter queue, once it is known to exist and to have
+/// the delivery limit that makes looking at it safe.
+async fn readable_queue(
+    connection: &Connection,
+    topology: &Topology,
+    service: &str,
+    allow_legacy: bool,
+) -> anyhow::Result<String> {
+    let queue = topology.dead_letter_queue(service);
+    match topology
+        .check_dead_letter_queue(connection, service)
+        .await?
+    {
+        QueueState::Current => {}
+        QueueState::Missing => bail!(
+            "there is no dead-letter queue {queue}: has the {service} service started in namespace {:?}?",
+            topology.exchange().trim_end_matches(".events")
+        ),
+        QueueState::Legacy(broker) if allow_legacy => {
+            eprintln!(
+                "checkoutctl: warning: {queue} is a legacy queue ({broker}); reading it anyway"
+            );
+        }
+        QueueState::Legacy(broker) => bail!(
+            "{queue} was declared by an older version without the delivery limit ({broker}). \
+             On RabbitMQ 4 each look uses up one of its 20 deliveries and the broker then \
+             deletes the dead letter. Replace the queue first (README: Dead letters), or pass \
+             --allow-legacy-queue on RabbitMQ 3"
+        ),
+    }
+    Ok(queue)
 }
 
 fn or_dash(value: &Option<String>) -> &str {
@@ -207,7 +293,8 @@ fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-fn show(letter: &DeadLetter) {
+fn show(letter: &DeadLetter, work_queue: &str) {
+    let route = letter.original_route(work_queue);
     println!("message id:    {}", or_dash(&letter.message_id));
     println!("type:          {}", or_dash(&letter.event_type));
     println!("reason:        {}", or_dash(&letter.reason));
@@ -219,25 +306,49 @@ fn show(letter: &DeadLetter) {
     println!("failed at:     {}", or_dash(&letter.failed_at));
     println!(
         "original:      {} / {}",
-        or_dash(&letter.original_exchange),
-        or_dash(&letter.original_routing_key)
+        route.as_ref().map_or("-", |r| r.exchange.as_str()),
+        route.as_ref().map_or("-", |r| r.routing_key.as_str())
     );
-    println!("error:         {}", letter.error.as_deref().unwrap_or("-"));
+    println!(
+        "error:         {}",
+        mask_card_tokens(letter.error.as_deref().unwrap_or("-"))
+    );
     println!("headers:");
     for (key, value) in letter.headers.inner() {
-        let value = match value {
-            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-            AMQPValue::ShortString(s) => s.to_string(),
-            other => format!("{other:?}"),
-        };
-        println!("  {key}: {}", one_line(&value, 200));
+        println!(
+            "  {key}: {}",
+            one_line(&mask_card_tokens(&render(value)), 300)
+        );
     }
     println!("body:");
-    match serde_json::from_slice::<serde_json::Value>(&letter.body) {
-        Ok(json) => println!(
-            "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_default()
-        ),
-        Err(_) => println!("{}", String::from_utf8_lossy(&letter.body)),
+    println!("{}", letter.masked_body());
+}
+
+/// A header value as text: strings as they are, tables and arrays (such as
+/// `x-death`) spelled out.
+fn render(value: &AMQPValue) -> String {
+    match value {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.to_string(),
+        AMQPValue::FieldArray(items) => {
+            let items: Vec<String> = items.as_slice().iter().map(render).collect();
+            format!("[{}]", items.join(", "))
+        }
+        AMQPValue::FieldTable(table) => {
+            let fields: Vec<String> = table
+                .inner()
+                .iter()
+                .map(|(key, value)| format!("{key}: {}", render(value)))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+        AMQPValue::Timestamp(seconds) => chrono::DateTime::from_timestamp(*seconds as i64, 0)
+            .map_or_else(|| seconds.to_string(), |t| t.to_rfc3339()),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        other => format!("{other:?}"),
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Runs `checkoutctl --namespace <the test's> args…`.
-async fn checkoutctl(env: &TestEnv, args: &[&str]) -> Output {
+pub(crate) async fn checkoutctl(env: &TestEnv, args: &[&str]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_checkoutctl"));
     command
         .arg("--namespace")
@@ -19,7 +19,7 @@ async fn checkoutctl(env: &TestEnv, args: &[&str]) -> Output {
         .expect("checkoutctl runs")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -60,9 +60,23 @@ async fn list_show_replay_and_purge_dead_letters() {
     assert!(text.contains("\"writer\": 3"), "the body is shown: {text}");
     assert_eq!(env.ready(&dlq).await, 2, "looking removes nothing");
 
-    // Fix the cause, replay everything: applied once, the copy deduplicated.
+    // Fix the cause, replay everything (to probe's own queue: the test
+    // service is not one of the checkout's, so its bindings are given):
+    // applied once, the copy deduplicated.
     handler.broken.store(false, Ordering::SeqCst);
-    let replay = checkoutctl(&env, &["dlq", "replay", "--service", "probe", "--all"]).await;
+    let replay = checkoutctl(
+        &env,
+        &[
+            "dlq",
+            "replay",
+            "--service",
+            "probe",
+            "--routing-keys",
+            "test.happened",
+            "--all",
+        ],
+    )
+    .await;
     assert!(replay.status.success(), "{replay:?}");
     assert!(
         stdout(&replay).contains("replayed 2, left 0"),

@@ -3,6 +3,7 @@
 //! own exchange and queue names, and removes them at the end.
 
 mod consumer;
+mod dead_letters;
 mod dlq_tool;
 mod outage;
 mod outbox;

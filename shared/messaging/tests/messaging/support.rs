@@ -21,6 +21,13 @@ pub(crate) const PROBE: &[Subscription] = &[Subscription {
     routing_keys: &["test.happened"],
 }];
 
+/// A second subscriber of the test events, declared by the tests that need
+/// to see that a message reaches one queue and not the others.
+pub(crate) const BYSTANDER: &[Subscription] = &[Subscription {
+    service: "bystander",
+    routing_keys: &["test.happened"],
+}];
+
 /// Short delays, so retry tests take a fraction of a second.
 pub(crate) fn retries() -> RetryPolicy {
     RetryPolicy::new(vec![Duration::from_millis(100), Duration::from_millis(200)])
@@ -221,6 +228,17 @@ async fn remove(topology: &Topology, db_name: &str) {
         .await
         .expect("rabbitmq is up");
     let channel = broker.create_channel().await.expect("channel");
+    for subscription in BYSTANDER {
+        for queue in [
+            topology.queue(subscription.service),
+            topology.dead_letter_queue(subscription.service),
+        ] {
+            channel
+                .queue_delete(ShortString::from(queue), Default::default())
+                .await
+                .expect("delete a bystander queue");
+        }
+    }
     topology
         .delete(&channel, PROBE, &retries())
         .await
