@@ -112,6 +112,15 @@ impl From<DecodeError> for HandlerError {
     }
 }
 
+/// Whether a database error says the database itself is unavailable (no
+/// connection, lost connection, shutting down, refusing connections, out of
+/// resources), as opposed to a fault of the statement or the data. The
+/// consumer pauses on these; an HTTP handler answers 503 with
+/// `Retry-After` instead of 500.
+pub fn is_outage(error: &sqlx::Error) -> bool {
+    matches!(classify(error), Class::Unavailable)
+}
+
 /// What a database error says about whose fault it is.
 enum Class {
     Unavailable,

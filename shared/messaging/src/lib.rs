@@ -28,7 +28,7 @@ pub mod relay;
 pub mod retry;
 pub mod topology;
 
-pub use consumer::{Consumer, Handler, HandlerError, Outcome};
+pub use consumer::{Consumer, Handler, HandlerError, Outcome, is_outage};
 pub use depth::watch_depths;
 pub use outbox::{Cause, Outbox};
 pub use relay::{Relay, wake_relays};
