@@ -4,6 +4,8 @@
 //! - [`outbox`]: events written in the caller's transaction, with the trace
 //!   context of the span that wrote them;
 //! - [`relay`]: publishes committed outbox rows with publisher confirms;
+//! - [`retention`]: how long published outbox rows and inbox rows are
+//!   kept, and the pruning;
 //! - [`consumer`]: decodes deliveries, deduplicates them through the inbox
 //!   table and runs a [`Handler`] in the same transaction; retries transient
 //!   failures through delay queues ([`retry`]) and dead-letters the rest with
@@ -19,12 +21,14 @@ pub mod dead_letter;
 pub mod metrics;
 pub mod outbox;
 pub mod relay;
+pub mod retention;
 pub mod retry;
 pub mod topology;
 
 pub use consumer::{Consumer, Handler, HandlerError, Outcome};
 pub use outbox::{Cause, Outbox};
 pub use relay::{Relay, wake_relays};
+pub use retention::Retention;
 pub use retry::RetryPolicy;
 pub use topology::{InvalidNamespace, Topology};
 
