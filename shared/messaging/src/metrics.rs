@@ -16,6 +16,10 @@ pub const MESSAGE_RETRIES: &str = "checkout_message_retries_total";
 /// Deliveries moved to the dead-letter queue, by `reason`
 /// (`poison`, `permanent`, `exhausted`).
 pub const MESSAGES_DEAD_LETTERED: &str = "checkout_messages_dead_lettered_total";
+/// Outbox rows the broker refused (nacked, or returned as unroutable), by
+/// `event_type` and `outcome`: `retry` (tried again after a backoff) or
+/// `parked` (the last attempt; the row waits for an operator).
+pub const OUTBOX_REFUSALS: &str = "checkout_outbox_refusals_total";
 
 /// Registers descriptions, so the exporter's `# HELP` lines say what each is.
 pub fn describe() {
@@ -39,5 +43,9 @@ pub fn describe() {
     metrics::describe_counter!(
         MESSAGES_DEAD_LETTERED,
         "Deliveries moved to the dead-letter queue, by reason"
+    );
+    metrics::describe_counter!(
+        OUTBOX_REFUSALS,
+        "Outbox rows the broker refused, by event type and outcome (retry, parked)"
     );
 }
