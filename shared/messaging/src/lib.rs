@@ -4,6 +4,10 @@
 //! - [`outbox`]: events written in the caller's transaction, with the trace
 //!   context of the span that wrote them;
 //! - [`relay`]: publishes committed outbox rows with publisher confirms;
+//!   a row the broker refuses is retried on its own schedule and parked
+//!   after its last attempt, without holding up the rows behind it;
+//! - [`retention`]: how long published outbox rows and inbox rows are
+//!   kept, and the pruning;
 //! - [`consumer`]: decodes deliveries, deduplicates them through the inbox
 //!   table and runs a [`Handler`] in the same transaction; retries transient
 //!   failures through delay queues ([`retry`]) and dead-letters the rest with
@@ -25,13 +29,15 @@ pub mod metrics;
 pub mod outbox;
 mod pause;
 pub mod relay;
+pub mod retention;
 pub mod retry;
 pub mod topology;
 
 pub use consumer::{Consumer, Handler, HandlerError, Outcome, is_outage};
 pub use depth::watch_depths;
 pub use outbox::{Cause, Outbox};
-pub use relay::{Relay, wake_relays};
+pub use relay::{Relay, RelayError, wake_relays};
+pub use retention::Retention;
 pub use retry::RetryPolicy;
 pub use topology::{InvalidNamespace, QueueState, Topology};
 

@@ -26,6 +26,10 @@ pub const DEAD_LETTERS: &str = "checkout_dead_letters";
 /// 1 while a consumer is paused because its database is unavailable, by
 /// `service`; no attempt is counted meanwhile.
 pub const CONSUMER_PAUSED: &str = "checkout_consumer_paused";
+/// Outbox rows the broker refused (nacked, or returned as unroutable), by
+/// `event_type` and `outcome`: `retry` (tried again after a backoff) or
+/// `parked` (the last attempt; the row waits for an operator).
+pub const OUTBOX_REFUSALS: &str = "checkout_outbox_refusals_total";
 
 /// Registers descriptions, so the exporter's `# HELP` lines say what each is.
 pub fn describe() {
@@ -61,5 +65,9 @@ pub fn describe() {
     metrics::describe_gauge!(
         DEAD_LETTERS,
         "Messages in a service's dead-letter queue, by service"
+    );
+    metrics::describe_counter!(
+        OUTBOX_REFUSALS,
+        "Outbox rows the broker refused, by event type and outcome (retry, parked)"
     );
 }

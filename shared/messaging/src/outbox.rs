@@ -1,14 +1,22 @@
-//! The writing side of the transactional outbox.
+//! The writing side of the transactional outbox, and what an operator
+//! (or `/metrics`) reads and changes in it.
 //!
 //! An event is a row in the same transaction as the state change that
 //! caused it: both commit, or neither does. The row carries the trace
 //! context of the span that wrote it, so the relay's publish span — and
 //! everything downstream — joins the same trace.
+//!
+//! A row the broker refuses is tried again on its own schedule and, after
+//! the relay's maximum number of attempts, *parked*: kept, never claimed
+//! again, until an operator has fixed the cause and calls [`unpark`]
+//! ([`parked`] lists them). Publishing is the relay's business
+//! ([`crate::relay`]); this module never publishes.
 
 use checkout_events::{Envelope, Event};
 use checkout_telemetry::propagation::span_context_map;
-use sqlx::PgConnection;
+use chrono::{DateTime, Utc};
 use sqlx::types::Json;
+use sqlx::{FromRow, PgConnection, PgPool};
 use tracing::Span;
 use uuid::Uuid;
 
@@ -101,4 +109,124 @@ pub async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), sql
     tx.commit().await?;
     crate::wake_relays();
     Ok(())
+}
+
+/// How far behind a service's outbox is, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Unpublished rows the relay will still publish: due now or waiting
+    /// out a refusal's backoff. Parked rows are not counted here, so the
+    /// backlog drains to zero once the relay has caught up even while a
+    /// parked row waits for an operator.
+    pub waiting: i64,
+    /// Rows the relay gave up on; each needs an operator ([`unpark`]).
+    pub parked: i64,
+    /// Age in seconds of the oldest waiting row (0 when none waits).
+    /// Parked rows are left out: one of them would otherwise make the age
+    /// grow for ever and hide the relay's real lag.
+    pub oldest_waiting_age_secs: f64,
+}
+
+/// Reads the [`Backlog`]. Cheap: both counts read partial indexes that hold
+/// only unpublished rows (`outbox_claimable`, `outbox_parked`).
+pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
+    let (waiting, oldest_waiting_age_secs, parked): (i64, f64, i64) = sqlx::query_as(
+        "SELECT w.n, w.age, (SELECT count(*) FROM outbox \
+                              WHERE published_at IS NULL AND parked_at IS NOT NULL) \
+         FROM (SELECT count(*) AS n, \
+                      COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age \
+               FROM outbox WHERE published_at IS NULL AND parked_at IS NULL) AS w",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Backlog {
+        waiting,
+        parked,
+        oldest_waiting_age_secs: oldest_waiting_age_secs.max(0.0),
+    })
+}
+
+/// An outbox row the relay gave up on: the broker refused it on every one
+/// of its attempts. Everything an operator needs to find the cause (the
+/// routing key and the broker's last answer) and to decide to [`unpark`] it.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct ParkedRow {
+    /// The row's id in the outbox (its place in the publishing order).
+    pub id: i64,
+    /// The envelope's id: the AMQP `message_id` it would be published with,
+    /// and what [`Selection::Events`] takes.
+    pub event_id: Uuid,
+    /// The event type (e.g. `OrderCreated`).
+    pub event_type: String,
+    /// The routing key the broker refused.
+    pub routing_key: String,
+    /// How many times the broker refused it.
+    pub attempts: i32,
+    /// The broker's last refusal, e.g. `nacked by the broker` or
+    /// `returned as unroutable: 312 NO_ROUTE`.
+    pub last_error: Option<String>,
+    /// When the row was written.
+    pub created_at: DateTime<Utc>,
+    /// When the relay parked it.
+    pub parked_at: DateTime<Utc>,
+}
+
+/// Lists up to `limit` parked rows, oldest first: what `checkoutctl`
+/// shows before an operator unparks them.
+pub async fn parked(pool: &PgPool, limit: i64) -> Result<Vec<ParkedRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, event_id, event_type, routing_key, attempts, last_error, created_at, parked_at \
+         FROM outbox WHERE published_at IS NULL AND parked_at IS NOT NULL \
+         ORDER BY id LIMIT $1",
+    )
+    .bind(limit.max(0))
+    .fetch_all(pool)
+    .await
+}
+
+/// Which parked rows [`unpark`] makes due again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every parked row of the outbox: after fixing a cause that refused
+    /// them all (a queue that was full, a missing binding).
+    All,
+    /// The parked rows with these event ids (the ids [`parked`] lists, and
+    /// the `message_id` the broker saw). Ids of rows that are not parked
+    /// (published, still retrying, unknown) are ignored.
+    Events(Vec<Uuid>),
+}
+
+/// Makes the selected parked rows due at once with their attempts reset to
+/// zero, so the relay publishes them in its next batch and, should the
+/// broker refuse them again, gives them the relay's full number of attempts
+/// again. Their `last_error` is kept until the next attempt overwrites it.
+/// Returns how many rows were unparked.
+///
+/// Safe at any time, with relays running: a parked row is never claimed,
+/// so no relay holds it. Sends a `NOTIFY` on [`NOTIFY_CHANNEL`] at commit,
+/// which wakes the service's relays at once (the caller is another process,
+/// e.g. `checkoutctl`); without it they would find the rows at their next poll.
+pub async fn unpark(pool: &PgPool, selection: Selection) -> Result<u64, sqlx::Error> {
+    // NULL selects every parked row.
+    let events: Option<Vec<Uuid>> = match selection {
+        Selection::All => None,
+        Selection::Events(ids) => Some(ids),
+    };
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE outbox SET parked_at = NULL, attempts = 0, next_attempt_at = '-infinity' \
+         WHERE published_at IS NULL AND parked_at IS NOT NULL \
+           AND ($1::uuid[] IS NULL OR event_id = ANY($1))",
+    )
+    .bind(events)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() > 0 {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(done.rows_affected())
 }

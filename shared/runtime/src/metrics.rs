@@ -25,11 +25,19 @@ use std::time::{Duration, Instant};
 pub const HTTP_REQUESTS: &str = "checkout_http_requests_total";
 /// Seconds to serve an HTTP request, by `method`, `route` and `status`.
 pub const HTTP_REQUEST_DURATION: &str = "checkout_http_request_duration_seconds";
-/// Outbox rows not yet published, read from the database at scrape time.
+/// Outbox rows the relay has still to publish (due, or waiting out a
+/// refusal's backoff), read from the database at scrape time. Parked rows
+/// are not included: they are [`OUTBOX_PARKED`], so this drains to zero
+/// once the relay has caught up.
 pub const OUTBOX_UNPUBLISHED: &str = "checkout_outbox_unpublished";
-/// Age in seconds of the oldest unpublished outbox row (0 when there is
-/// none), read from the database at scrape time.
+/// Age in seconds of the oldest outbox row the relay has still to publish
+/// (0 when there is none; parked rows not included, or one of them would
+/// make it grow for ever), read from the database at scrape time.
 pub const OUTBOX_OLDEST_AGE: &str = "checkout_outbox_oldest_unpublished_age_seconds";
+/// Outbox rows the relay gave up on after the broker refused them on every
+/// attempt; each waits for an operator (`checkoutctl`). Anything above zero
+/// deserves an alert. Read from the database at scrape time.
+pub const OUTBOX_PARKED: &str = "checkout_outbox_parked";
 
 /// Histogram buckets (seconds) for handler and request latency: from a
 /// fast local commit to a message that waited out a retry pause.
@@ -99,28 +107,31 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to serve an HTTP request, by route and status"
     );
-    metrics::describe_gauge!(OUTBOX_UNPUBLISHED, "Outbox rows not yet published");
+    metrics::describe_gauge!(
+        OUTBOX_UNPUBLISHED,
+        "Outbox rows not yet published, parked rows not included"
+    );
     metrics::describe_gauge!(
         OUTBOX_OLDEST_AGE,
         metrics::Unit::Seconds,
-        "Age of the oldest unpublished outbox row"
+        "Age of the oldest unpublished outbox row, parked rows not included"
+    );
+    metrics::describe_gauge!(
+        OUTBOX_PARKED,
+        "Outbox rows parked after the broker refused every attempt; each needs an operator"
     );
 }
 
-/// Reads the outbox backlog of the service's database into the two gauges.
-/// Cheap: the partial index `outbox_unpublished` holds only unpublished rows.
+/// Reads the outbox backlog of the service's database into the three
+/// gauges ([`checkout_messaging::outbox::backlog`]). Cheap: the partial
+/// indexes it reads hold only unpublished rows.
 pub fn outbox_backlog(pool: &PgPool) -> BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
-        let (unpublished, oldest_age): (i64, f64) = sqlx::query_as(
-            "SELECT count(*), \
-                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 \
-             FROM outbox WHERE published_at IS NULL",
-        )
-        .fetch_one(pool)
-        .await?;
+        let backlog = checkout_messaging::outbox::backlog(pool).await?;
         // Row counts fit an f64 exactly far beyond any real backlog.
-        metrics::gauge!(OUTBOX_UNPUBLISHED).set(unpublished as f64);
-        metrics::gauge!(OUTBOX_OLDEST_AGE).set(oldest_age.max(0.0));
+        metrics::gauge!(OUTBOX_UNPUBLISHED).set(backlog.waiting as f64);
+        metrics::gauge!(OUTBOX_OLDEST_AGE).set(backlog.oldest_waiting_age_secs);
+        metrics::gauge!(OUTBOX_PARKED).set(backlog.parked as f64);
         Ok(())
     })
 }

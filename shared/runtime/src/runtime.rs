@@ -68,6 +68,9 @@ pub struct Runtime {
     pool: PgPool,
     topology: Topology,
     roles: Vec<Role>,
+    /// Whether a relay runs: it also prunes the messaging tables; without
+    /// one, a task of its own does.
+    relay: bool,
     collectors: Vec<Collector>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -122,6 +125,7 @@ impl Runtime {
             pool,
             topology,
             roles: Vec::new(),
+            relay: false,
             collectors: vec![metrics::outbox_backlog],
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -186,7 +190,9 @@ impl Runtime {
 
     /// Runs the outbox relay of this service's database in every broker session.
     pub fn spawn_relay(&mut self) {
-        let relay = Relay::new(self.pool.clone(), self.topology.exchange());
+        self.relay = true;
+        let relay = Relay::new(self.pool.clone(), self.topology.exchange())
+            .with_shutdown_timeout(self.config.shutdown_timeout);
         self.roles.push(Box::new(move |connections, stop| {
             Box::pin(relay.clone().run(connections.publish, stop))
         }));
@@ -266,6 +272,13 @@ impl Application {
             shutdown,
         } = self;
         let broker_up = runtime.broker_up.clone();
+        if !runtime.relay {
+            runtime.tasks.spawn(checkout_messaging::retention::run(
+                runtime.pool.clone(),
+                checkout_messaging::retention::Retention::default(),
+                shutdown.clone(),
+            ));
+        }
         let app = routes
             .route_layer(axum::middleware::from_fn(trace_request))
             .route_layer(axum::middleware::from_fn(metrics::record_request))

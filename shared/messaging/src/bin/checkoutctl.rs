@@ -5,6 +5,8 @@
 //! checkoutctl dlq show    --service payment <message-id>
 //! checkoutctl dlq replay  --service payment <message-id> | --all
 //! checkoutctl dlq purge   --service payment --yes
+//! checkoutctl outbox parked --database-url postgres://…/orders
+//! checkoutctl outbox unpark --database-url postgres://…/orders <event-id> | --all
 //! ```
 //!
 //! A replayed message goes back to the queue of the service that failed it
@@ -16,10 +18,15 @@
 //! by an older version loses a dead letter after about 20 looks, so they
 //! refuse to read it (`--allow-legacy-queue` overrides). Card tokens are
 //! masked in everything printed.
+//!
+//! `outbox` works on one service's database (`DATABASE_URL`): the rows the
+//! broker refused on every attempt until the relay parked them, and making
+//! them due again once the cause is fixed.
 
 use anyhow::{Context as _, bail};
 use checkout_events::{SUBSCRIPTIONS, Subscription};
 use checkout_messaging::dead_letter::{self, DeadLetter, mask_card_tokens};
+use checkout_messaging::outbox::{self, Selection};
 use checkout_messaging::{QueueState, Topology, connect};
 use clap::{Args, Parser, Subcommand};
 use lapin::Connection;
@@ -55,6 +62,33 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         action: Dlq,
+    },
+    /// A service's outbox: rows the broker refused until they were parked.
+    Outbox {
+        /// The service's own database.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxAction {
+    /// One line per parked row, oldest first: event id, type, routing key, attempts, error.
+    Parked {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Make parked rows due again (attempts reset), after fixing the cause.
+    Unpark {
+        /// The event id of the row to unpark.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        event_id: Option<uuid::Uuid>,
+        /// Unpark every parked row.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -159,12 +193,76 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let topology = Topology::new(cli.namespace.as_str())?;
-    let connection = connect(&cli.amqp_url, "checkoutctl")
+    match cli.command {
+        Command::Dlq { action } => {
+            dlq(
+                &cli.amqp_url,
+                &cli.namespace,
+                cli.allow_legacy_queue,
+                action,
+            )
+            .await
+        }
+        Command::Outbox {
+            database_url,
+            action,
+        } => parked_outbox(&database_url, action).await,
+    }
+}
+
+async fn parked_outbox(database_url: &str, action: OutboxAction) -> anyhow::Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await
+        .context("cannot connect to the service's database (DATABASE_URL)")?;
+    match action {
+        OutboxAction::Parked { limit } => {
+            let rows = outbox::parked(&pool, limit).await?;
+            println!(
+                "{:<36}  {:<18}  {:<20}  {:>8}  {:<24}  ERROR",
+                "EVENT ID", "TYPE", "ROUTING KEY", "ATTEMPTS", "PARKED AT"
+            );
+            for row in &rows {
+                println!(
+                    "{:<36}  {:<18}  {:<20}  {:>8}  {:<24}  {}",
+                    row.event_id,
+                    row.event_type,
+                    row.routing_key,
+                    row.attempts,
+                    row.parked_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    one_line(row.last_error.as_deref().unwrap_or("-"), 100),
+                );
+            }
+            println!("{} parked row(s)", rows.len());
+        }
+        OutboxAction::Unpark { event_id, all } => {
+            let selection = match event_id {
+                Some(id) if !all => Selection::Events(vec![id]),
+                _ => Selection::All,
+            };
+            let unparked = outbox::unpark(&pool, selection).await?;
+            println!("unparked {unparked} row(s); the relay publishes them now");
+            if !all && unparked == 0 {
+                bail!("nothing unparked: no parked row with that event id");
+            }
+        }
+    }
+    pool.close().await;
+    Ok(())
+}
+
+async fn dlq(
+    amqp_url: &str,
+    namespace: &str,
+    allow_legacy: bool,
+    action: Dlq,
+) -> anyhow::Result<()> {
+    let topology = Topology::new(namespace)?;
+    let connection = connect(amqp_url, "checkoutctl")
         .await
         .context("cannot connect to the broker (AMQP_URL)")?;
-    let Command::Dlq { action } = cli.command;
-    let allow_legacy = cli.allow_legacy_queue;
     match action {
         Dlq::List { service, limit } => {
             let queue =

@@ -111,3 +111,64 @@ async fn list_show_replay_and_purge_dead_letters() {
     stop(shutdown, task).await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn outbox_lists_and_unparks_parked_rows() {
+    let env = TestEnv::new().await;
+    let outbox = checkout_messaging::Outbox::new("test-service");
+    let mut tx = env.pool.begin().await.expect("begin");
+    let cause = checkout_messaging::Cause::Command {
+        correlation_id: uuid::Uuid::now_v7(),
+    };
+    let parked = outbox
+        .emit(
+            &mut tx,
+            &crate::support::Happened { writer: 1, seq: 1 },
+            cause,
+        )
+        .await
+        .expect("emit");
+    tx.commit().await.expect("commit");
+    // As the relay leaves a row the broker refused on every attempt.
+    sqlx::query(
+        "UPDATE outbox SET attempts = 20, last_error = 'nacked by the broker', \
+         parked_at = now() WHERE event_id = $1",
+    )
+    .bind(parked)
+    .execute(&env.pool)
+    .await
+    .expect("park the row");
+    let database = format!("postgres://postgres@127.0.0.1:5432/{}", env.db_name);
+
+    let list = checkoutctl(&env, &["outbox", "--database-url", &database, "parked"]).await;
+    assert!(list.status.success(), "{list:?}");
+    let text = stdout(&list);
+    assert!(text.contains(&parked.to_string()), "{text}");
+    assert!(text.contains("nacked by the broker"), "{text}");
+    assert!(text.contains("1 parked row(s)"), "{text}");
+
+    let id = parked.to_string();
+    let unpark = checkoutctl(
+        &env,
+        &["outbox", "--database-url", &database, "unpark", &id],
+    )
+    .await;
+    assert!(unpark.status.success(), "{unpark:?}");
+    assert!(stdout(&unpark).contains("unparked 1 row(s)"));
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE parked_at IS NULL AND attempts = 0")
+            .await,
+        1,
+        "due again, with its attempts reset"
+    );
+    let again = checkoutctl(
+        &env,
+        &["outbox", "--database-url", &database, "unpark", &id],
+    )
+    .await;
+    assert!(
+        !again.status.success(),
+        "nothing left to unpark is an error"
+    );
+    env.cleanup().await;
+}
