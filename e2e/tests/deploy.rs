@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// The four services and what each reads beyond the runtime's variables.
 const SERVICES: [(ServiceInfo, &[&str]); 4] = [
-    (order_service::SERVICE, &[]),
+    (order_service::SERVICE, order_service::settings::VARIABLES),
     (payment_service::SERVICE, &[]),
     (inventory_service::SERVICE, &[]),
     (email_service::SERVICE, email_service::config::VARIABLES),
@@ -195,6 +195,14 @@ fn each_service_gets_only_variables_its_code_reads_with_working_values() {
             "{}: HTTP_ADDR",
             info.name
         );
+        if info.name == "order" {
+            let settings = order_service::Settings::from_lookup(|name| env.get(name).cloned())
+                .unwrap_or_else(|e| panic!("order: {e}"));
+            assert!(
+                settings.order_deadline >= std::time::Duration::from_secs(5),
+                "order: ORDER_DEADLINE leaves the saga time to finish"
+            );
+        }
         if info.name == "email" {
             let mail = email_service::MailConfig::from_lookup(|name| env.get(name).cloned())
                 .unwrap_or_else(|e| panic!("email: {e}"));
