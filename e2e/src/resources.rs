@@ -109,20 +109,9 @@ pub(crate) async fn queue_depth(amqp_url: &str, queue: &str) -> anyhow::Result<u
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to the broker at {amqp_url}: {e}"))?;
     let channel = connection.create_channel().await?;
-    let declared = channel
-        .queue_declare(
-            ShortString::try_new(queue)?,
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await;
+    let depth = checkout_messaging::depth::ready(&channel, queue).await;
     let _ = connection.close(200, ShortString::from("done")).await;
-    Ok(declared
-        .map_err(|e| anyhow::anyhow!("queue {queue}: {e}"))?
-        .message_count())
+    depth.map_err(|e| anyhow::anyhow!("queue {queue}: {e}"))
 }
 
 /// Creates database `name` on the server at `server_url`.

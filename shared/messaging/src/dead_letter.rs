@@ -25,7 +25,7 @@ use crate::topology::Topology;
 use checkout_events::Subscription;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions, QueuePurgeOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
@@ -540,17 +540,7 @@ const GIVE_BACK_WAIT: Duration = Duration::from_secs(5);
 
 /// The number of messages ready in `queue`.
 async fn ready_count(channel: &Channel, queue: &str) -> Result<usize, lapin::Error> {
-    let declared = channel
-        .queue_declare(
-            ShortString::from(queue),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(declared.message_count() as usize)
+    Ok(crate::depth::ready(channel, queue).await? as usize)
 }
 
 /// Removes every message of `queue`; returns how many.

@@ -48,8 +48,8 @@ pub async fn watch_depths(
                 Some(ch) => ch,
                 None => channel.insert(connection.create_channel().await?),
             };
-            let unroutable = depth(ch, &unroutable).await?;
-            let dead_letters = depth(ch, &dead_letters).await?;
+            let unroutable = ready(ch, &unroutable).await?;
+            let dead_letters = ready(ch, &dead_letters).await?;
             Ok::<_, lapin::Error>((unroutable, dead_letters))
         }
         .await;
@@ -74,15 +74,17 @@ pub async fn watch_depths(
     Ok(())
 }
 
-/// Messages ready in `queue`.
-async fn depth(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
+/// Messages ready in `queue` (not counting those delivered and unacked),
+/// asked with a passive declare: an error if the queue does not exist.
+pub async fn ready(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
     let passive = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()
     };
-    // A topology's names are validated to fit a short string.
+    let name = ShortString::try_new(queue)
+        .map_err(|e| lapin::Error::from(std::io::Error::other(e.to_string())))?;
     Ok(channel
-        .queue_declare(ShortString::from(queue), passive, FieldTable::default())
+        .queue_declare(name, passive, FieldTable::default())
         .await?
         .message_count())
 }
