@@ -32,10 +32,6 @@ pub(crate) fn api(pool: PgPool) -> OpenApiRouter {
         .with_state(pool)
 }
 
-fn internal(error: sqlx::Error) -> Problem {
-    Problem::internal(&error)
-}
-
 #[derive(Debug, FromRow)]
 struct ProductRow {
     sku: String,
@@ -91,8 +87,7 @@ async fn products(State(pool): State<PgPool>) -> Result<Json<Vec<Product>>, Prob
     let rows: Vec<ProductRow> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} ORDER BY sku")))
             .fetch_all(&pool)
-            .await
-            .map_err(internal)?;
+            .await?;
     Ok(Json(rows.into_iter().map(Product::from).collect()))
 }
 
@@ -171,13 +166,11 @@ async fn put_product(
     ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<Response, Problem> {
     let (sku, spec) = body.validate(&sku).map_err(Problem::validation)?;
-    let mut tx = pool.begin().await.map_err(internal)?;
+    let mut tx = pool.begin().await?;
     let cause = Cause::Command {
         correlation_id: Uuid::now_v7(),
     };
-    let put = catalog::put(&mut tx, &sku, &spec, cause)
-        .await
-        .map_err(internal)?;
+    let put = catalog::put(&mut tx, &sku, &spec, cause).await?;
     if let Put::BelowReserved { reserved } = put {
         return Err(Problem::validation(vec![FieldError::new(
             "on_hand",
@@ -187,11 +180,8 @@ async fn put_product(
     let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} WHERE sku = $1")))
         .bind(sku.as_str())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(internal)?;
-    checkout_messaging::outbox::commit(tx)
-        .await
-        .map_err(internal)?;
+        .await?;
+    checkout_messaging::outbox::commit(tx).await?;
     let product = Json(Product::from(row));
     Ok(match put {
         Put::Created(_) => (
@@ -260,7 +250,6 @@ async fn reservations(
     )
     .bind(filter.order_id)
     .fetch_all(&pool)
-    .await
-    .map_err(internal)?;
+    .await?;
     Ok(Json(rows))
 }

@@ -47,10 +47,6 @@ pub(crate) fn api(pool: PgPool, settings: Settings) -> OpenApiRouter {
         })
 }
 
-fn internal(error: sqlx::Error) -> Problem {
-    Problem::internal(&error)
-}
-
 /// The answer to `POST /orders`.
 #[derive(Debug, Serialize, ToSchema)]
 struct Accepted {
@@ -91,16 +87,13 @@ async fn place(
     let canonical = serde_json::to_string(&request).unwrap_or_default();
     let order = request.validate().map_err(Problem::validation)?;
 
-    let mut tx = state.pool.begin().await.map_err(internal)?;
+    let mut tx = state.pool.begin().await?;
     let id = OrderId::new();
     if let Some(key) = &key {
-        match idempotency::claim(&mut tx, key, &canonical, id)
-            .await
-            .map_err(internal)?
-        {
+        match idempotency::claim(&mut tx, key, &canonical, id).await? {
             Claim::New => {}
             Claim::Replay(original) => {
-                let status = store::status(&mut tx, original).await.map_err(internal)?;
+                let status = store::status(&mut tx, original).await?;
                 let status = status.unwrap_or_else(|| Status::Pending.as_str().to_owned());
                 return Ok(accepted(original, status, true));
             }
@@ -118,7 +111,7 @@ async fn place(
     let priced = match catalog::price(&mut tx, &order.lines).await {
         Ok(priced) => priced,
         Err(PricingError::Invalid(errors)) => return Err(Problem::validation(errors)),
-        Err(PricingError::Database(e)) => return Err(internal(e)),
+        Err(PricingError::Database(e)) => return Err(e.into()),
     };
     let trace_context = span_context_map(&tracing::Span::current());
     store::insert(
@@ -129,8 +122,7 @@ async fn place(
         current_trace_id().as_deref(),
         &trace_context,
     )
-    .await
-    .map_err(internal)?;
+    .await?;
     let event = OrderCreated {
         order_id: id,
         customer_id: order.customer_id,
@@ -142,16 +134,9 @@ async fn place(
     let cause = Cause::Command {
         correlation_id: id.as_uuid(),
     };
-    let envelope = OUTBOX
-        .emit_envelope(&mut tx, &event, cause)
-        .await
-        .map_err(internal)?;
-    timeline::record(&mut tx, id, &envelope)
-        .await
-        .map_err(internal)?;
-    checkout_messaging::outbox::commit(tx)
-        .await
-        .map_err(internal)?;
+    let envelope = OUTBOX.emit_envelope(&mut tx, &event, cause).await?;
+    timeline::record(&mut tx, id, &envelope).await?;
+    checkout_messaging::outbox::commit(tx).await?;
     tracing::info!(order_id = %id, "order placed");
     Ok(accepted(id, Status::Pending.as_str().to_owned(), false))
 }
@@ -189,10 +174,9 @@ async fn show(
     let not_found = || Problem::not_found(format!("order {id}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
     let order = store::view(&state.pool, uuid)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(not_found)?;
-    let entries = timeline::of(&state.pool, uuid).await.map_err(internal)?;
+    let entries = timeline::of(&state.pool, uuid).await?;
     let jaeger_url = order.trace_id().and_then(|t| state.settings.trace_url(t));
     Ok(Json(order.with(entries, jaeger_url)))
 }
@@ -274,9 +258,7 @@ async fn list(
         StatusFilter::Cancelled => Status::Cancelled,
     });
     // One more than asked tells whether there is a next page.
-    let mut items = store::page(&state.pool, status, before, limit + 1)
-        .await
-        .map_err(internal)?;
+    let mut items = store::page(&state.pool, status, before, limit + 1).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|last| encode_cursor(last.id))
@@ -302,5 +284,5 @@ fn decode_cursor(raw: &str) -> Option<Uuid> {
 #[utoipa::path(get, path = "/catalog", tag = "catalog",
     responses((status = 200, description = "The local catalog, by SKU", body = [Product])))]
 async fn list_catalog(State(state): State<AppState>) -> Result<Json<Vec<Product>>, Problem> {
-    catalog::list(&state.pool).await.map(Json).map_err(internal)
+    Ok(Json(catalog::list(&state.pool).await?))
 }

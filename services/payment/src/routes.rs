@@ -89,7 +89,6 @@ async fn list(
     )
     .bind(filter.order_id)
     .fetch_all(&pool)
-    .await
-    .map_err(|e| Problem::internal(&e))?;
+    .await?;
     Ok(Json(rows.into_iter().map(Payment::from).collect()))
 }

@@ -74,6 +74,29 @@ impl TestDatabase {
         &self.pool
     }
 
+    /// Makes the database refuse new connections and ends every open one
+    /// (`refuse`), as an outage does — or lets connections in again.
+    pub async fn refuse_connections(&self, refuse: bool) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(&admin_url()).await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS {refuse}",
+            self.name,
+            refuse = !refuse
+        )))
+        .execute(&mut conn)
+        .await?;
+        if refuse {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&self.name)
+            .execute(&mut conn)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Drops the database, closing whatever still uses it.
     pub async fn drop(self) -> anyhow::Result<()> {
         self.pool.close().await;
