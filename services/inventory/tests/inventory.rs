@@ -656,7 +656,7 @@ async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
     )
     .await;
     let samples = vec![product("Desk lamp", 3499, 50), product("New thing", 100, 1)];
-    let report = checkout_runtime::testing::fuzz::fuzz(&service.address, samples).await;
+    let report = checkout_runtime::testing::fuzz::fuzz(&service.address, None, samples).await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
 }

@@ -395,7 +395,7 @@ async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
     let service =
         checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, payment_service::build).await;
     checkout_runtime::testing::api::check_openapi(&service.address, &["GET /payments"]).await;
-    let report = checkout_runtime::testing::fuzz::fuzz(&service.address, vec![]).await;
+    let report = checkout_runtime::testing::fuzz::fuzz(&service.address, None, vec![]).await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
 }

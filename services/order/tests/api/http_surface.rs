@@ -114,7 +114,7 @@ async fn random_requests_never_get_a_server_error() {
         order_body(json!([{ "sku": "KB-001", "quantity": 2 }]), "tok_visa"),
         order_body(json!([{ "sku": "KB-001", "quantity": 1 }]), "tok_decline"),
     ];
-    let report = fuzz(&app.address, samples).await;
+    let report = fuzz(&app.address, None, samples).await;
     assert_eq!(report.server_errors, 0);
     let live = app.get_json("/health/live").await;
     assert_eq!(live.0, 200, "the service still answers");
