@@ -1,8 +1,10 @@
 //! The Inventory service's HTTP API: the catalog with its stock
-//! (`GET /products`), its administration (`PUT /products/{sku}`), and what
-//! an order holds (`GET /reservations?order_id=`: a list, empty until the
-//! order is seen, one reservation after). Each handler carries its OpenAPI
-//! description; `api()` registers route and description together.
+//! (`GET /products`, public), its administration (`PUT /products/{sku}`),
+//! and what an order holds (`GET /reservations?order_id=`: a list, empty
+//! until the order is seen, one reservation after). The last two are for
+//! operators: they take [`Admin`], the `ADMIN_TOKEN` check. Each handler
+//! carries its OpenAPI description; `api()` registers route and
+//! description together.
 
 use crate::catalog::{self, ProductSpec, Put};
 use axum::Json;
@@ -11,6 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use checkout_events::{Currency, Money, Sku};
 use checkout_messaging::Cause;
+use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{
     Amount, ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
 };
@@ -150,17 +153,21 @@ impl ProductBody {
 
 /// Creates the product `sku` or changes its name, price or stock. Every
 /// change bumps the revision and announces it (ProductUpdated, through the
-/// outbox); putting what is already there changes nothing.
+/// outbox); putting what is already there changes nothing. For operators,
+/// with the `ADMIN_TOKEN`.
 #[utoipa::path(put, path = "/products/{sku}", tag = "catalog",
     params(("sku" = String, Path, description = "1–64 characters of A-Z, 0-9 and -")),
     request_body = ProductBody,
+    security(("admin_token" = [])),
     responses(
+        AdminProblems,
         (status = 200, description = "Changed (or already so)", body = Product),
         (status = 201, description = "Created", body = Product,
             headers(("location" = String, description = "/products/{sku}"))),
         JsonBodyProblems,
     ))]
 async fn put_product(
+    _admin: Admin,
     State(pool): State<PgPool>,
     ApiPath(sku): ApiPath<String>,
     ApiJson(body): ApiJson<ProductBody>,
@@ -230,14 +237,18 @@ struct Reservation {
     updated_at: DateTime<Utc>,
 }
 
-/// The reservation of an order: empty until the order is seen here.
+/// The reservation of an order: empty until the order is seen here. For
+/// operators, with the `ADMIN_TOKEN`.
 #[utoipa::path(get, path = "/reservations", tag = "reservations",
     params(Filter),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Zero or one reservation", body = [Reservation]),
+        AdminProblems,
         (status = 422, response = ProblemResponse),
     ))]
 async fn reservations(
+    _admin: Admin,
     State(pool): State<PgPool>,
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Vec<Reservation>>, Problem> {

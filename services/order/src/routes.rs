@@ -1,7 +1,9 @@
 //! The Order service's HTTP API: place an order (idempotently), read it
-//! with its timeline, list orders page by page, see the catalog. Each
-//! handler carries its OpenAPI description; `api()` registers route and
-//! description together.
+//! with its timeline, list orders page by page, see the catalog. Placing
+//! and reading one order are public (an order's id is a UUID v7 with 74
+//! random bits: not guessable); the listing shows every customer's orders,
+//! so it takes [`Admin`], the `ADMIN_TOKEN` check. Each handler carries its
+//! OpenAPI description; `api()` registers route and description together.
 
 use crate::catalog::{self, PricingError, Product};
 use crate::idempotency::{self, Claim, Key};
@@ -17,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use checkout_events::{OrderCreated, OrderId};
 use checkout_messaging::Cause;
+use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{
     ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
 };
@@ -220,13 +223,17 @@ const MAX_LIMIT: i64 = 100;
 
 /// Orders, newest first, a page at a time (keyset pagination: a page is
 /// stable while new orders arrive, and deep pages cost what the first does).
+/// Every customer's orders: for operators, with the `ADMIN_TOKEN`.
 #[utoipa::path(get, path = "/orders", tag = "orders",
     params(ListQuery),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
+        AdminProblems,
         (status = 422, response = ProblemResponse),
     ))]
 async fn list(
+    _admin: Admin,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<OrderPage>, Problem> {

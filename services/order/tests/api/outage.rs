@@ -54,6 +54,7 @@ async fn an_unavailable_database_is_a_503_with_retry_after_never_a_500() {
     let listing = app
         .client
         .get(format!("{}/orders", app.address))
+        .header("authorization", app.admin_authorization())
         .send()
         .await
         .expect("sent");
