@@ -93,7 +93,7 @@ async fn place(
     let mut tx = state.pool.begin().await?;
     let id = OrderId::new();
     if let Some(key) = &key {
-        match idempotency::claim(&mut tx, key, &canonical, id).await? {
+        match idempotency::claim(&mut tx, &order.customer_id, key, &canonical, id).await? {
             Claim::New => {}
             Claim::Replay(original) => {
                 let status = store::status(&mut tx, original).await?;
