@@ -119,7 +119,11 @@ async fn orders_are_listed_newest_first_page_by_page() {
             None => break,
         }
     }
-    let newest_first: Vec<String> = placed.iter().rev().map(ToString::to_string).collect();
+    // By id: creation order to the millisecond (ids of one millisecond
+    // sort at random, see OrderId::new).
+    let mut newest_first = placed.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    let newest_first: Vec<String> = newest_first.iter().map(ToString::to_string).collect();
     assert_eq!(seen, newest_first);
 
     let (_, only) = app.get_admin_json("/orders?status=CANCELLED").await;
