@@ -425,6 +425,15 @@ mod tests {
             .await
             .expect("sent");
         assert_eq!(lower.status(), 200, "the scheme is case-insensitive");
+        // Two Authorization headers, the right one among them: ambiguous.
+        let twice = client
+            .get(format!("http://{on}/secret"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("authorization", "Bearer something-else-entirely")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(twice.status(), 401, "two Authorization headers");
 
         let disabled = send(&off, Some(&format!("Bearer {TOKEN}")))
             .await
