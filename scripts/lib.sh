@@ -29,3 +29,23 @@ ensure_rabbitmq() {
   fi
   wait_for 120 RabbitMQ rabbitmq-diagnostics -q check_port_connectivity
 }
+
+# The ADMIN_TOKEN of the checkout the scripts talk to, from the first of:
+# the environment; target/run-local/admin-token (scripts/run-local writes it
+# while it runs); the root .env (the compose stack's demo value). Sets
+# ADMIN_TOKEN and ADMIN_TOKEN_SOURCE; ADMIN_TOKEN stays empty if none is found.
+find_admin_token() {
+  ADMIN_TOKEN_SOURCE=
+  if [ -n "${ADMIN_TOKEN:-}" ]; then
+    ADMIN_TOKEN_SOURCE="ADMIN_TOKEN in the environment"
+  elif [ -s target/run-local/admin-token ]; then
+    ADMIN_TOKEN=$(cat target/run-local/admin-token)
+    ADMIN_TOKEN_SOURCE="target/run-local/admin-token (scripts/run-local)"
+  elif [ -f .env ] && grep -q '^ADMIN_TOKEN=.' .env; then
+    ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' .env | tail -n1)
+    ADMIN_TOKEN_SOURCE=".env (the compose stack's demo value)"
+  else
+    ADMIN_TOKEN=
+  fi
+  export ADMIN_TOKEN
+}

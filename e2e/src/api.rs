@@ -78,6 +78,24 @@ impl Order {
     }
 }
 
+/// A page of `GET /orders` (Order service, admin).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OrderPage {
+    /// Newest first.
+    pub items: Vec<OrderSummary>,
+    /// The cursor of the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// One order of a [`OrderPage`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OrderSummary {
+    /// The order's id.
+    pub id: Uuid,
+    /// `PENDING`, `CONFIRMED` or `CANCELLED`.
+    pub status: String,
+}
+
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct OrderLine {

@@ -35,8 +35,8 @@ mod resources;
 mod system;
 
 pub use api::{
-    Accepted, CatalogEntry, Compensation, Email, Money, Order, OrderLine, Payment, Product,
-    Reservation, Stock,
+    Accepted, CatalogEntry, Compensation, Email, Money, Order, OrderLine, OrderPage, OrderSummary,
+    Payment, Product, Reservation, Stock,
 };
 pub use otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
 pub use poll::{Probe, eventually};

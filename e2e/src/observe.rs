@@ -5,7 +5,7 @@
 //! helpers poll a read until the answer is the expected one, because in an
 //! event-driven system "right now" is usually "not yet".
 
-use crate::api::{Accepted, CatalogEntry, Email, Order, Payment, Product, Reservation};
+use crate::api::{Accepted, CatalogEntry, Email, Order, OrderPage, Payment, Product, Reservation};
 use crate::otlp::{ReceivedSpan, tree};
 use crate::poll::{Probe, eventually};
 use crate::{Service, System};
@@ -64,22 +64,27 @@ impl System {
             .with_context(|| format!("GET /products does not list {sku}"))
     }
 
-    /// `GET /reservations?order_id=`.
+    /// `GET /reservations?order_id=` (admin).
     pub async fn reservations(&self, order_id: Uuid) -> anyhow::Result<Vec<Reservation>> {
         let path = format!("/reservations?order_id={order_id}");
-        self.get(Service::Inventory, &path).await
+        self.get_as_admin(Service::Inventory, &path).await
     }
 
-    /// `GET /payments?order_id=`.
+    /// `GET /payments?order_id=` (admin).
     pub async fn payments(&self, order_id: Uuid) -> anyhow::Result<Vec<Payment>> {
-        self.get(Service::Payment, &format!("/payments?order_id={order_id}"))
-            .await
+        let path = format!("/payments?order_id={order_id}");
+        self.get_as_admin(Service::Payment, &path).await
     }
 
-    /// `GET /emails?order_id=`.
+    /// `GET /emails?order_id=` (admin).
     pub async fn emails(&self, order_id: Uuid) -> anyhow::Result<Vec<Email>> {
-        self.get(Service::Email, &format!("/emails?order_id={order_id}"))
-            .await
+        let path = format!("/emails?order_id={order_id}");
+        self.get_as_admin(Service::Email, &path).await
+    }
+
+    /// `GET /orders?limit=100` (admin): the newest orders, newest first.
+    pub async fn list_orders(&self) -> anyhow::Result<OrderPage> {
+        self.get_as_admin(Service::Order, "/orders?limit=100").await
     }
 
     /// GETs `path` of `service` and parses the JSON; any status but 2xx is
@@ -89,13 +94,32 @@ impl System {
         service: Service,
         path: &str,
     ) -> anyhow::Result<T> {
-        let url = self.url(service, path);
-        let response = self
-            .http()
-            .get(&url)
-            .send()
+        self.fetch(service, path, None).await
+    }
+
+    /// [`get`](Self::get) as an operator: with `Authorization: Bearer
+    /// <ADMIN_TOKEN>`, which the admin endpoints need.
+    pub async fn get_as_admin<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        path: &str,
+    ) -> anyhow::Result<T> {
+        self.fetch(service, path, Some(self.admin_authorization()))
             .await
-            .with_context(|| format!("GET {url}"))?;
+    }
+
+    async fn fetch<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        path: &str,
+        authorization: Option<String>,
+    ) -> anyhow::Result<T> {
+        let url = self.url(service, path);
+        let mut request = self.http().get(&url);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request.send().await.with_context(|| format!("GET {url}"))?;
         let status = response.status();
         let text = response.text().await?;
         anyhow::ensure!(status.is_success(), "GET {url} answered {status}: {text}");

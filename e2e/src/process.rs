@@ -62,6 +62,8 @@ pub(crate) struct Environment {
     pub(crate) rust_log: String,
     /// The Order service's `ORDER_DEADLINE` (the others ignore it).
     pub(crate) order_deadline: String,
+    /// `ADMIN_TOKEN` of every service.
+    pub(crate) admin_token: String,
 }
 
 /// A started service process. `kill_on_drop` makes sure it does not outlive
@@ -113,6 +115,7 @@ impl ServiceProcess {
             .env("BROKER_NAMESPACE", &env.broker_namespace)
             .env("RETRY_DELAYS", RETRY_DELAYS)
             .env("ORDER_DEADLINE", &env.order_deadline)
+            .env("ADMIN_TOKEN", &env.admin_token)
             // Several processes and tests share one PostgreSQL: keep pools small.
             .env("DATABASE_MAX_CONNECTIONS", "5")
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &env.otlp_endpoint)

@@ -85,6 +85,8 @@ impl Options {
 #[derive(Debug)]
 pub struct System {
     id: String,
+    /// The `ADMIN_TOKEN` every service of this system runs with.
+    admin_token: String,
     options: Options,
     http: reqwest::Client,
     receiver: OtlpReceiver,
@@ -109,6 +111,7 @@ impl System {
 
         let mut system = System {
             id,
+            admin_token: format!("e2e-admin-{}", Uuid::now_v7().simple()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -189,6 +192,7 @@ impl System {
             otlp_endpoint: self.receiver.endpoint().to_owned(),
             rust_log: self.options.rust_log.clone(),
             order_deadline: format!("{}ms", self.options.order_deadline.as_millis()),
+            admin_token: self.admin_token.clone(),
         };
         ServiceProcess::spawn(
             binaries.path(service)?,
@@ -303,6 +307,12 @@ impl System {
             .iter_mut()
             .find(|p| p.service == service && p.replica == replica)
             .context("no such process")
+    }
+
+    /// The `Authorization` header value of an operator of this system:
+    /// `Bearer <ADMIN_TOKEN>` (a fresh token per system).
+    pub fn admin_authorization(&self) -> String {
+        format!("Bearer {}", self.admin_token)
     }
 
     /// The system's id: the prefix of its databases and its broker namespace.

@@ -50,7 +50,18 @@ fn service<'a>(compose: &'a Compose, name: &str) -> &'a Service {
         .unwrap_or_else(|| panic!("compose has no service {name:?}"))
 }
 
+/// The service's environment as the container gets it: `${VARIABLE}`s
+/// resolved from the root `.env`, as `docker compose` does.
 fn environment(service: &Service) -> BTreeMap<String, String> {
+    let dot_env = dot_env();
+    raw_environment(service)
+        .into_iter()
+        .map(|(key, value)| (key, interpolate(&value, &dot_env)))
+        .collect()
+}
+
+/// The service's environment as the compose file writes it.
+fn raw_environment(service: &Service) -> BTreeMap<String, String> {
     service
         .environment
         .clone()
@@ -62,6 +73,39 @@ fn environment(service: &Service) -> BTreeMap<String, String> {
             (key.as_str().to_owned(), value)
         })
         .collect()
+}
+
+/// The root `.env`'s `NAME=value` lines (what compose substitutes).
+fn dot_env() -> BTreeMap<String, String> {
+    read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.env"))
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.trim().to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// `value` with each `${NAME}` replaced by `.env`'s value (empty when
+/// `.env` has none, as compose does after its warning).
+fn interpolate(value: &str, dot_env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .unwrap_or_else(|| panic!("an unclosed ${{ in {value:?}"));
+        let name = &after[..end];
+        assert!(
+            !name.contains([':', '-', '?']),
+            "{value:?}: only plain ${{NAME}} is resolved here"
+        );
+        out.push_str(dot_env.get(name).map_or("", String::as_str));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `scheme://[user[:password]@]host[:port][/path]` → (user, password, host, port, path).
@@ -100,6 +144,51 @@ fn the_root_env_file_points_compose_at_deploy() {
         env.lines()
             .any(|line| line == "COMPOSE_FILE=deploy/compose.yaml"),
         ".env must set COMPOSE_FILE=deploy/compose.yaml:\n{env}"
+    );
+}
+
+#[test]
+fn every_service_gets_the_admin_token_from_the_env_file_where_it_is_marked_as_a_demo_value() {
+    let compose = compose();
+    let dot_env = dot_env();
+    let token = dot_env
+        .get("ADMIN_TOKEN")
+        .expect(".env sets ADMIN_TOKEN for the compose stack");
+    for (info, _) in SERVICES {
+        let service = service(&compose, info.name);
+        assert_eq!(
+            raw_environment(service)
+                .get("ADMIN_TOKEN")
+                .map(String::as_str),
+            Some("${ADMIN_TOKEN}"),
+            "{}: the token comes from .env, not from the compose file",
+            info.name
+        );
+        let env = environment(service);
+        let config = checkout_runtime::Config::from_lookup(&info, |name| env.get(name).cloned())
+            .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+        let admin = config
+            .admin_token
+            .unwrap_or_else(|| panic!("{}: the admin endpoints are on", info.name));
+        assert_eq!(admin.secret(), token, "{}", info.name);
+    }
+    // The comment right above the value says that it is a demo value.
+    let text = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.env"));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|line| line.starts_with("ADMIN_TOKEN="))
+        .expect("the ADMIN_TOKEN line");
+    let comment: String = lines[..at]
+        .iter()
+        .rev()
+        .take_while(|line| line.starts_with('#'))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        comment.to_lowercase().contains("demo value"),
+        ".env says the ADMIN_TOKEN is a demo value: {comment:?}"
     );
 }
 

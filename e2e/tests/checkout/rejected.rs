@@ -92,6 +92,19 @@ async fn an_invalid_order_is_refused_and_nothing_is_created() -> anyhow::Result<
         );
     }
 
+    // The operators' listing holds the fence and nothing else; without the
+    // admin token it shows nothing at all.
+    let listed = system.list_orders().await?;
+    let ids: Vec<Uuid> = listed.items.iter().map(|order| order.id).collect();
+    assert_eq!(ids, [fence], "{listed:#?}");
+    let anonymous = system
+        .http()
+        .get(system.url(Service::Order, "/orders"))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+
     // Only the fence order moved stock.
     let stock_after = stock(&system).await?;
     assert_eq!(stock_after.len(), stock_before.len());

@@ -1,8 +1,11 @@
 //! `GET /emails?order_id=`: the notifications recorded for an order, how
-//! far sending them got, with its OpenAPI description.
+//! far sending them got, with its OpenAPI description. For operators (a
+//! mail holds a customer's address): it takes [`Admin`], the `ADMIN_TOKEN`
+//! check.
 
 use axum::Json;
 use axum::extract::State;
+use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{ApiQuery, Problem, ProblemResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -51,14 +54,18 @@ struct Email {
     last_error: Option<String>,
 }
 
-/// The mails recorded for an order, oldest first.
+/// The mails recorded for an order, oldest first. For operators, with the
+/// `ADMIN_TOKEN`: a mail holds the customer's address and order.
 #[utoipa::path(get, path = "/emails", tag = "emails",
     params(Filter),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The order's mails", body = [Email]),
+        AdminProblems,
         (status = 422, response = ProblemResponse),
     ))]
 async fn list(
+    _admin: Admin,
     State(pool): State<PgPool>,
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Vec<Email>>, Problem> {
@@ -71,7 +78,6 @@ async fn list(
     )
     .bind(filter.order_id)
     .fetch_all(&pool)
-    .await
-    .map_err(|e| Problem::internal(&e))?;
+    .await?;
     Ok(Json(emails))
 }

@@ -1,8 +1,10 @@
 //! The Inventory service's HTTP API: the catalog with its stock
-//! (`GET /products`), its administration (`PUT /products/{sku}`), and what
-//! an order holds (`GET /reservations?order_id=`: a list, empty until the
-//! order is seen, one reservation after). Each handler carries its OpenAPI
-//! description; `api()` registers route and description together.
+//! (`GET /products`, public), its administration (`PUT /products/{sku}`),
+//! and what an order holds (`GET /reservations?order_id=`: a list, empty
+//! until the order is seen, one reservation after). The last two are for
+//! operators: they take [`Admin`], the `ADMIN_TOKEN` check. Each handler
+//! carries its OpenAPI description; `api()` registers route and
+//! description together.
 
 use crate::catalog::{self, ProductSpec, Put};
 use axum::Json;
@@ -11,6 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use checkout_events::{Currency, Money, Sku};
 use checkout_messaging::Cause;
+use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{
     Amount, ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
 };
@@ -30,10 +33,6 @@ pub(crate) fn api(pool: PgPool) -> OpenApiRouter {
         .routes(routes!(put_product))
         .routes(routes!(reservations))
         .with_state(pool)
-}
-
-fn internal(error: sqlx::Error) -> Problem {
-    Problem::internal(&error)
 }
 
 #[derive(Debug, FromRow)]
@@ -91,8 +90,7 @@ async fn products(State(pool): State<PgPool>) -> Result<Json<Vec<Product>>, Prob
     let rows: Vec<ProductRow> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} ORDER BY sku")))
             .fetch_all(&pool)
-            .await
-            .map_err(internal)?;
+            .await?;
     Ok(Json(rows.into_iter().map(Product::from).collect()))
 }
 
@@ -155,29 +153,31 @@ impl ProductBody {
 
 /// Creates the product `sku` or changes its name, price or stock. Every
 /// change bumps the revision and announces it (ProductUpdated, through the
-/// outbox); putting what is already there changes nothing.
+/// outbox); putting what is already there changes nothing. For operators,
+/// with the `ADMIN_TOKEN`.
 #[utoipa::path(put, path = "/products/{sku}", tag = "catalog",
     params(("sku" = String, Path, description = "1–64 characters of A-Z, 0-9 and -")),
     request_body = ProductBody,
+    security(("admin_token" = [])),
     responses(
+        AdminProblems,
         (status = 200, description = "Changed (or already so)", body = Product),
         (status = 201, description = "Created", body = Product,
             headers(("location" = String, description = "/products/{sku}"))),
         JsonBodyProblems,
     ))]
 async fn put_product(
+    _admin: Admin,
     State(pool): State<PgPool>,
     ApiPath(sku): ApiPath<String>,
     ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<Response, Problem> {
     let (sku, spec) = body.validate(&sku).map_err(Problem::validation)?;
-    let mut tx = pool.begin().await.map_err(internal)?;
+    let mut tx = pool.begin().await?;
     let cause = Cause::Command {
         correlation_id: Uuid::now_v7(),
     };
-    let put = catalog::put(&mut tx, &sku, &spec, cause)
-        .await
-        .map_err(internal)?;
+    let put = catalog::put(&mut tx, &sku, &spec, cause).await?;
     if let Put::BelowReserved { reserved } = put {
         return Err(Problem::validation(vec![FieldError::new(
             "on_hand",
@@ -187,11 +187,8 @@ async fn put_product(
     let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} WHERE sku = $1")))
         .bind(sku.as_str())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(internal)?;
-    checkout_messaging::outbox::commit(tx)
-        .await
-        .map_err(internal)?;
+        .await?;
+    checkout_messaging::outbox::commit(tx).await?;
     let product = Json(Product::from(row));
     Ok(match put {
         Put::Created(_) => (
@@ -240,14 +237,18 @@ struct Reservation {
     updated_at: DateTime<Utc>,
 }
 
-/// The reservation of an order: empty until the order is seen here.
+/// The reservation of an order: empty until the order is seen here. For
+/// operators, with the `ADMIN_TOKEN`.
 #[utoipa::path(get, path = "/reservations", tag = "reservations",
     params(Filter),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Zero or one reservation", body = [Reservation]),
+        AdminProblems,
         (status = 422, response = ProblemResponse),
     ))]
 async fn reservations(
+    _admin: Admin,
     State(pool): State<PgPool>,
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Vec<Reservation>>, Problem> {
@@ -260,7 +261,6 @@ async fn reservations(
     )
     .bind(filter.order_id)
     .fetch_all(&pool)
-    .await
-    .map_err(internal)?;
+    .await?;
     Ok(Json(rows))
 }

@@ -10,8 +10,8 @@ use checkout_events::{
 };
 use checkout_messaging::{Cause, Outcome};
 use checkout_runtime::testing::{
-    self, TestDatabase, delete_topology, isolated_config, outbox_envelopes, outbox_event_types,
-    with_database,
+    self, TestDatabase, admin_authorization, delete_topology, isolated_config, outbox_envelopes,
+    outbox_event_types, with_database,
 };
 use inventory_service::catalog::{self, ProductChange};
 use inventory_service::{InventoryHandler, MIGRATOR, SERVICE};
@@ -422,8 +422,12 @@ async fn the_service_announces_its_catalog_and_serves_its_state() {
     apply(db.pool(), order_id, &created(order_id, &[("MN-001", 3)])).await;
 
     let client = reqwest::Client::new();
+    let authorization = admin_authorization(&config);
     let get = |path: String| {
-        let request = client.get(format!("{address}{path}")).send();
+        let request = client
+            .get(format!("{address}{path}"))
+            .header("authorization", &authorization)
+            .send();
         async move {
             let response = request.await.expect("GET");
             let status = response.status().as_u16();
@@ -552,10 +556,17 @@ async fn the_handler_applies_every_event_fixture_it_claims() {
     .await;
 }
 
-/// `PUT /products/{sku}` with `body`: status and JSON answer.
-async fn put(address: &str, sku: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+/// `PUT /products/{sku}` with `body`, as an operator (`authorization` is
+/// `Bearer <ADMIN_TOKEN>`): status and JSON answer.
+async fn put(
+    address: &str,
+    authorization: &str,
+    sku: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let response = reqwest::Client::new()
         .put(format!("{address}/products/{sku}"))
+        .header("authorization", authorization)
         .json(&body)
         .send()
         .await
@@ -579,22 +590,47 @@ async fn products_are_created_and_changed_with_put_and_each_change_is_announced(
     let pool = service.db.pool().clone();
     let announced = outbox_event_types(&pool).await.len();
     let address = service.address.clone();
+    let authorization = service.admin_authorization();
 
-    let (status, new) = put(&address, "HD-001", product("Headset", 7999, 30)).await;
+    let (status, new) = put(
+        &address,
+        &authorization,
+        "HD-001",
+        product("Headset", 7999, 30),
+    )
+    .await;
     assert_eq!(status, 201, "{new}");
     assert_eq!(
         (new["revision"].as_i64(), new["available"].as_i64()),
         (Some(1), Some(30))
     );
-    let (status, again) = put(&address, "HD-001", product("Headset", 7999, 30)).await;
+    let (status, again) = put(
+        &address,
+        &authorization,
+        "HD-001",
+        product("Headset", 7999, 30),
+    )
+    .await;
     assert_eq!(
         (status, again["revision"].as_i64()),
         (200, Some(1)),
         "unchanged: no new revision"
     );
-    let (status, repriced) = put(&address, "HD-001", product("Headset", 6999, 30)).await;
+    let (status, repriced) = put(
+        &address,
+        &authorization,
+        "HD-001",
+        product("Headset", 6999, 30),
+    )
+    .await;
     assert_eq!((status, repriced["revision"].as_i64()), (200, Some(2)));
-    let (_, restocked) = put(&address, "HD-001", product("Headset", 6999, 45)).await;
+    let (_, restocked) = put(
+        &address,
+        &authorization,
+        "HD-001",
+        product("Headset", 6999, 45),
+    )
+    .await;
     assert_eq!(
         (
             restocked["revision"].as_i64(),
@@ -616,7 +652,13 @@ async fn products_are_created_and_changed_with_put_and_each_change_is_announced(
     // Stock cannot go below what orders hold.
     let order_id = OrderId::new();
     apply(&pool, order_id, &created(order_id, &[("HD-001", 5)])).await;
-    let (status, problem) = put(&address, "HD-001", product("Headset", 6999, 4)).await;
+    let (status, problem) = put(
+        &address,
+        &authorization,
+        "HD-001",
+        product("Headset", 6999, 4),
+    )
+    .await;
     assert_eq!(status, 422);
     assert_eq!(problem["errors"][0]["field"], "on_hand", "{problem}");
 
@@ -625,7 +667,7 @@ async fn products_are_created_and_changed_with_put_and_each_change_is_announced(
         "unit_price": { "amount": -1, "currency": "usd" },
         "on_hand": -5,
     });
-    let (status, problem) = put(&address, "bad sku", invalid).await;
+    let (status, problem) = put(&address, &authorization, "bad sku", invalid).await;
     assert_eq!(status, 422);
     let fields: Vec<&str> = problem["errors"]
         .as_array()
@@ -656,7 +698,102 @@ async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
     )
     .await;
     let samples = vec![product("Desk lamp", 3499, 50), product("New thing", 100, 1)];
-    let report = checkout_runtime::testing::fuzz::fuzz(&service.address, samples).await;
+    let authorization = service.admin_authorization();
+    let report =
+        checkout_runtime::testing::fuzz::fuzz(&service.address, Some(&authorization), samples)
+            .await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
+}
+
+#[tokio::test]
+async fn the_catalog_is_changed_and_reservations_shown_only_with_the_admin_token() {
+    let service =
+        checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
+    let authorization = service.admin_authorization();
+    checkout_runtime::testing::api::check_admin(
+        &service.address,
+        &authorization,
+        &["PUT /products/{sku}", "GET /reservations"],
+    )
+    .await;
+    let address = service.address.clone();
+    let client = reqwest::Client::new();
+    let before = products(&client, &address).await;
+
+    let anonymous = client
+        .put(format!("{address}/products/KB-001"))
+        .json(&product("Free keyboard", 0, 1_000_000))
+        .send()
+        .await
+        .expect("sent");
+    let challenge = anonymous.headers().get("www-authenticate").cloned();
+    let wrong = client
+        .put(format!("{address}/products/KB-001"))
+        .header("authorization", "Bearer not-the-admin-token-at-all")
+        .json(&product("Free keyboard", 0, 1_000_000))
+        .send()
+        .await
+        .expect("sent");
+    let after_refused = products(&client, &address).await;
+    let (admitted, changed) = put(
+        &address,
+        &authorization,
+        "KB-001",
+        product("Keyboard", 4599, 90),
+    )
+    .await;
+    let reservations = client
+        .get(format!(
+            "{address}/reservations?order_id={}",
+            Uuid::now_v7()
+        ))
+        .header("authorization", &authorization)
+        .send()
+        .await
+        .expect("sent");
+    let reservations_status = reservations.status();
+    service.stop().await;
+
+    assert_eq!(anonymous.status(), 401);
+    assert!(challenge.is_some_and(|c| c.as_bytes().starts_with(b"Bearer")));
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(after_refused, before, "a refused PUT changed nothing");
+    assert_eq!(admitted, 200, "{changed}");
+    assert_eq!(changed["unit_price"]["amount"], 4599);
+    assert_eq!(reservations_status, 200);
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_catalog_cannot_be_changed_and_says_how_to_enable_it() {
+    let service = checkout_runtime::testing::spawn_with(
+        &SERVICE,
+        &MIGRATOR,
+        |config| config.admin_token = None,
+        inventory_service::build,
+    )
+    .await;
+    let off = checkout_runtime::testing::api::check_admin_off(&service.address).await;
+    let listed = reqwest::get(format!("{}/products", service.address))
+        .await
+        .expect("sent")
+        .status();
+    service.stop().await;
+    assert_eq!(
+        off, 2,
+        "PUT /products/{{sku}} and GET /reservations are off"
+    );
+    assert_eq!(listed, 200, "the catalog is still public");
+}
+
+/// `GET /products`, public.
+async fn products(client: &reqwest::Client, address: &str) -> serde_json::Value {
+    client
+        .get(format!("{address}/products"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
 }

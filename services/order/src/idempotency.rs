@@ -2,6 +2,13 @@
 //! never saw the answer to gets the order it already created, not a second
 //! one.
 //!
+//! A key belongs to the customer that sent it: the row's primary key is
+//! `(customer_id, key)`, so two customers whose clients pick the same key
+//! get an order each, and neither learns that the other used it.
+//! (`customer_id` is what the request says; customers are not
+//! authenticated, so this scoping separates honest clients, it does not
+//! stop one who knows another's customer id and key.)
+//!
 //! The key is claimed by inserting its row in the transaction that creates
 //! the order; the primary key, not a look-up before the insert, decides the
 //! race between concurrent duplicates (the second waits for the first to
@@ -56,17 +63,19 @@ pub(crate) enum Claim {
     Mismatch,
 }
 
-/// Claims `key` for the request whose canonical form is `request` and the
-/// order `order_id`, inside the transaction that will create that order.
+/// Claims `customer_id`'s `key` for the request whose canonical form is
+/// `request` and the order `order_id`, inside the transaction that will
+/// create that order.
 pub(crate) async fn claim(
     tx: &mut PgConnection,
+    customer_id: &str,
     key: &Key,
     request: &str,
     order_id: OrderId,
 ) -> Result<Claim, sqlx::Error> {
     sqlx::query(
-        "DELETE FROM idempotency_keys WHERE key IN ( \
-             SELECT key FROM idempotency_keys \
+        "DELETE FROM idempotency_keys WHERE (customer_id, key) IN ( \
+             SELECT customer_id, key FROM idempotency_keys \
              WHERE created_at < now() - $1::interval \
              ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
     )
@@ -82,9 +91,9 @@ pub(crate) async fn claim(
         // nothing and returns nothing (after waiting for a concurrent
         // claimer's commit).
         let claimed: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO idempotency_keys (key, request_hash, order_id) \
-             VALUES ($1, sha256(convert_to($2, 'UTF8')), $3) \
-             ON CONFLICT (key) DO UPDATE \
+            "INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id) \
+             VALUES ($5, $1, sha256(convert_to($2, 'UTF8')), $3) \
+             ON CONFLICT (customer_id, key) DO UPDATE \
                  SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, \
                      created_at = now() \
                  WHERE idempotency_keys.created_at < now() - $4::interval \
@@ -94,6 +103,7 @@ pub(crate) async fn claim(
         .bind(request)
         .bind(order_id.as_uuid())
         .bind(RETENTION)
+        .bind(customer_id)
         .fetch_optional(&mut *tx)
         .await?;
         if claimed.is_some() {
@@ -101,10 +111,11 @@ pub(crate) async fn claim(
         }
         let existing: Option<(Uuid, bool)> = sqlx::query_as(
             "SELECT order_id, request_hash = sha256(convert_to($2, 'UTF8')) \
-             FROM idempotency_keys WHERE key = $1",
+             FROM idempotency_keys WHERE customer_id = $3 AND key = $1",
         )
         .bind(&key.0)
         .bind(request)
+        .bind(customer_id)
         .fetch_optional(&mut *tx)
         .await?;
         match existing {

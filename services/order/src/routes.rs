@@ -1,7 +1,9 @@
 //! The Order service's HTTP API: place an order (idempotently), read it
-//! with its timeline, list orders page by page, see the catalog. Each
-//! handler carries its OpenAPI description; `api()` registers route and
-//! description together.
+//! with its timeline, list orders page by page, see the catalog. Placing
+//! and reading one order are public (an order's id is a UUID v7 with 74
+//! random bits: not guessable); the listing shows every customer's orders,
+//! so it takes [`Admin`], the `ADMIN_TOKEN` check. Each handler carries its
+//! OpenAPI description; `api()` registers route and description together.
 
 use crate::catalog::{self, PricingError, Product};
 use crate::idempotency::{self, Claim, Key};
@@ -17,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use checkout_events::{OrderCreated, OrderId};
 use checkout_messaging::Cause;
+use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{
     ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
 };
@@ -45,10 +48,6 @@ pub(crate) fn api(pool: PgPool, settings: Settings) -> OpenApiRouter {
             pool,
             settings: Arc::new(settings),
         })
-}
-
-fn internal(error: sqlx::Error) -> Problem {
-    Problem::internal(&error)
 }
 
 /// The answer to `POST /orders`.
@@ -91,16 +90,13 @@ async fn place(
     let canonical = serde_json::to_string(&request).unwrap_or_default();
     let order = request.validate().map_err(Problem::validation)?;
 
-    let mut tx = state.pool.begin().await.map_err(internal)?;
+    let mut tx = state.pool.begin().await?;
     let id = OrderId::new();
     if let Some(key) = &key {
-        match idempotency::claim(&mut tx, key, &canonical, id)
-            .await
-            .map_err(internal)?
-        {
+        match idempotency::claim(&mut tx, &order.customer_id, key, &canonical, id).await? {
             Claim::New => {}
             Claim::Replay(original) => {
-                let status = store::status(&mut tx, original).await.map_err(internal)?;
+                let status = store::status(&mut tx, original).await?;
                 let status = status.unwrap_or_else(|| Status::Pending.as_str().to_owned());
                 return Ok(accepted(original, status, true));
             }
@@ -118,7 +114,7 @@ async fn place(
     let priced = match catalog::price(&mut tx, &order.lines).await {
         Ok(priced) => priced,
         Err(PricingError::Invalid(errors)) => return Err(Problem::validation(errors)),
-        Err(PricingError::Database(e)) => return Err(internal(e)),
+        Err(PricingError::Database(e)) => return Err(e.into()),
     };
     let trace_context = span_context_map(&tracing::Span::current());
     store::insert(
@@ -129,8 +125,7 @@ async fn place(
         current_trace_id().as_deref(),
         &trace_context,
     )
-    .await
-    .map_err(internal)?;
+    .await?;
     let event = OrderCreated {
         order_id: id,
         customer_id: order.customer_id,
@@ -142,16 +137,9 @@ async fn place(
     let cause = Cause::Command {
         correlation_id: id.as_uuid(),
     };
-    let envelope = OUTBOX
-        .emit_envelope(&mut tx, &event, cause)
-        .await
-        .map_err(internal)?;
-    timeline::record(&mut tx, id, &envelope)
-        .await
-        .map_err(internal)?;
-    checkout_messaging::outbox::commit(tx)
-        .await
-        .map_err(internal)?;
+    let envelope = OUTBOX.emit_envelope(&mut tx, &event, cause).await?;
+    timeline::record(&mut tx, id, &envelope).await?;
+    checkout_messaging::outbox::commit(tx).await?;
     tracing::info!(order_id = %id, "order placed");
     Ok(accepted(id, Status::Pending.as_str().to_owned(), false))
 }
@@ -189,10 +177,9 @@ async fn show(
     let not_found = || Problem::not_found(format!("order {id}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
     let order = store::view(&state.pool, uuid)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(not_found)?;
-    let entries = timeline::of(&state.pool, uuid).await.map_err(internal)?;
+    let entries = timeline::of(&state.pool, uuid).await?;
     let jaeger_url = order.trace_id().and_then(|t| state.settings.trace_url(t));
     Ok(Json(order.with(entries, jaeger_url)))
 }
@@ -236,13 +223,17 @@ const MAX_LIMIT: i64 = 100;
 
 /// Orders, newest first, a page at a time (keyset pagination: a page is
 /// stable while new orders arrive, and deep pages cost what the first does).
+/// Every customer's orders: for operators, with the `ADMIN_TOKEN`.
 #[utoipa::path(get, path = "/orders", tag = "orders",
     params(ListQuery),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
+        AdminProblems,
         (status = 422, response = ProblemResponse),
     ))]
 async fn list(
+    _admin: Admin,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<OrderPage>, Problem> {
@@ -274,9 +265,7 @@ async fn list(
         StatusFilter::Cancelled => Status::Cancelled,
     });
     // One more than asked tells whether there is a next page.
-    let mut items = store::page(&state.pool, status, before, limit + 1)
-        .await
-        .map_err(internal)?;
+    let mut items = store::page(&state.pool, status, before, limit + 1).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|last| encode_cursor(last.id))
@@ -302,5 +291,5 @@ fn decode_cursor(raw: &str) -> Option<Uuid> {
 #[utoipa::path(get, path = "/catalog", tag = "catalog",
     responses((status = 200, description = "The local catalog, by SKU", body = [Product])))]
 async fn list_catalog(State(state): State<AppState>) -> Result<Json<Vec<Product>>, Problem> {
-    catalog::list(&state.pool).await.map(Json).map_err(internal)
+    Ok(Json(catalog::list(&state.pool).await?))
 }

@@ -1,9 +1,10 @@
 //! `GET /payments?order_id=`: the payment recorded for an order, as a list
 //! (empty until the order is seen, one row after), with its OpenAPI
-//! description.
+//! description. For operators: it takes [`Admin`], the `ADMIN_TOKEN` check.
 
 use axum::Json;
 use axum::extract::State;
+use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{Amount, ApiQuery, Problem, ProblemResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -72,14 +73,18 @@ impl From<Row> for Payment {
     }
 }
 
-/// The payment of an order: empty until the order is seen here.
+/// The payment of an order: empty until the order is seen here. For
+/// operators, with the `ADMIN_TOKEN`.
 #[utoipa::path(get, path = "/payments", tag = "payments",
     params(Filter),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Zero or one payment", body = [Payment]),
+        AdminProblems,
         (status = 422, response = ProblemResponse),
     ))]
 async fn list(
+    _admin: Admin,
     State(pool): State<PgPool>,
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Vec<Payment>>, Problem> {
@@ -89,7 +94,6 @@ async fn list(
     )
     .bind(filter.order_id)
     .fetch_all(&pool)
-    .await
-    .map_err(|e| Problem::internal(&e))?;
+    .await?;
     Ok(Json(rows.into_iter().map(Payment::from).collect()))
 }

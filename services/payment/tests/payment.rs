@@ -252,11 +252,15 @@ async fn the_api_lists_the_payment_of_an_order() {
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
+    let authorization = testing::admin_authorization(&config);
     let order_id = OrderId::new();
     apply(db.pool(), order_id, &created(order_id, "tok_visa")).await;
 
     let get = |query: String| {
-        let request = client.get(format!("{address}/payments?{query}")).send();
+        let request = client
+            .get(format!("{address}/payments?{query}"))
+            .header("authorization", &authorization)
+            .send();
         async move {
             let response = request.await.expect("GET /payments");
             let status = response.status().as_u16();
@@ -395,7 +399,56 @@ async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
     let service =
         checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, payment_service::build).await;
     checkout_runtime::testing::api::check_openapi(&service.address, &["GET /payments"]).await;
-    let report = checkout_runtime::testing::fuzz::fuzz(&service.address, vec![]).await;
+    let authorization = service.admin_authorization();
+    let report =
+        checkout_runtime::testing::fuzz::fuzz(&service.address, Some(&authorization), vec![]).await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
+}
+
+#[tokio::test]
+async fn payments_are_shown_only_with_the_admin_token() {
+    let service =
+        checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, payment_service::build).await;
+    let authorization = service.admin_authorization();
+    checkout_runtime::testing::api::check_admin(
+        &service.address,
+        &authorization,
+        &["GET /payments"],
+    )
+    .await;
+    let url = format!("{}/payments?order_id={}", service.address, Uuid::now_v7());
+    let client = reqwest::Client::new();
+    let anonymous = client.get(&url).send().await.expect("sent");
+    let challenge = anonymous.headers().get("www-authenticate").cloned();
+    let admitted = client
+        .get(&url)
+        .header("authorization", &authorization)
+        .send()
+        .await
+        .expect("sent");
+    let (admitted_status, listed) = (
+        admitted.status(),
+        admitted.json::<serde_json::Value>().await,
+    );
+    service.stop().await;
+
+    assert_eq!(anonymous.status(), 401);
+    assert!(challenge.is_some_and(|c| c.as_bytes().starts_with(b"Bearer")));
+    assert_eq!(admitted_status, 200);
+    assert_eq!(listed.expect("json"), serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_payments_are_off_and_say_how_to_enable_them() {
+    let service = checkout_runtime::testing::spawn_with(
+        &SERVICE,
+        &MIGRATOR,
+        |config| config.admin_token = None,
+        payment_service::build,
+    )
+    .await;
+    let off = checkout_runtime::testing::api::check_admin_off(&service.address).await;
+    service.stop().await;
+    assert_eq!(off, 1, "GET /payments is off");
 }

@@ -19,9 +19,9 @@ mod values;
 
 pub use envelope::{DecodeError, Envelope, Event};
 pub use payloads::{
-    InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated, ROUTING_KEYS,
-    ReservedItem,
+    EVENT_TYPES, InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled,
+    OrderConfirmed, OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated,
+    ROUTING_KEYS, ReservedItem, event_type_label,
 };
 pub use routing::{SUBSCRIPTIONS, Subscription};
 pub use values::{Currency, LineItem, Money, MoneyError, OrderId, Quantity, Sku, ValueError};

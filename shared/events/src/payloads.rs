@@ -166,3 +166,74 @@ pub const ROUTING_KEYS: &[&str] = &[
     OrderCancelled::ROUTING_KEY,
     ProductUpdated::ROUTING_KEY,
 ];
+
+/// The envelope `type` of every event above, in the order of
+/// [`ROUTING_KEYS`].
+pub const EVENT_TYPES: &[&str] = &[
+    OrderCreated::TYPE,
+    PaymentCaptured::TYPE,
+    PaymentFailed::TYPE,
+    PaymentRefunded::TYPE,
+    InventoryReserved::TYPE,
+    InventoryFailed::TYPE,
+    InventoryReleased::TYPE,
+    OrderConfirmed::TYPE,
+    OrderCancelled::TYPE,
+    ProductUpdated::TYPE,
+];
+
+/// `event_type` when it is one of [`EVENT_TYPES`], else `"unknown"`: what
+/// a metric label may carry of a type read from a message. Every distinct
+/// label value is a series kept until the process restarts, so a label
+/// taken verbatim from the broker lets any publisher grow the service's
+/// memory and the Prometheus it feeds without bound.
+pub fn event_type_label(event_type: &str) -> &'static str {
+    EVENT_TYPES
+        .iter()
+        .find(|known| **known == event_type)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_and_routing_keys_name_the_same_events_in_the_same_order() {
+        fn pair<E: Event>() -> (&'static str, &'static str) {
+            (E::TYPE, E::ROUTING_KEY)
+        }
+        let pairs = [
+            pair::<OrderCreated>(),
+            pair::<PaymentCaptured>(),
+            pair::<PaymentFailed>(),
+            pair::<PaymentRefunded>(),
+            pair::<InventoryReserved>(),
+            pair::<InventoryFailed>(),
+            pair::<InventoryReleased>(),
+            pair::<OrderConfirmed>(),
+            pair::<OrderCancelled>(),
+            pair::<ProductUpdated>(),
+        ];
+        let (types, keys): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+        assert_eq!(types, EVENT_TYPES);
+        assert_eq!(keys, ROUTING_KEYS);
+    }
+
+    #[test]
+    fn a_known_event_type_is_its_own_label_and_anything_else_is_unknown() {
+        for known in EVENT_TYPES {
+            assert_eq!(event_type_label(known), *known);
+        }
+        for other in [
+            "",
+            "orderCreated",
+            "OrderCreated ",
+            "Evil-0194f0c2",
+            "unknown",
+        ] {
+            assert_eq!(event_type_label(other), "unknown", "{other:?}");
+        }
+    }
+}

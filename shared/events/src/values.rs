@@ -18,15 +18,24 @@ pub enum ValueError {
     Currency(String),
 }
 
-/// The id of an order: a UUID v7, so ids sort by creation time.
+/// The id of an order: a UUID v7, so ids sort by creation time (to the
+/// millisecond), and its other 74 bits are random, so an id cannot be
+/// guessed — which is what lets `GET /orders/{id}` be public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct OrderId(Uuid);
 
 impl OrderId {
-    /// A new, time-ordered id.
+    /// A new id: the current millisecond and 74 random bits (OS randomness).
+    ///
+    /// Not `Uuid::now_v7()`: for monotonicity within a millisecond that
+    /// spends 42 of the 74 bits on a counter (random at each new
+    /// millisecond, then +1 per id), so an order placed in the same
+    /// millisecond as one a client knows would differ from it in only 32
+    /// unpredictable bits. Orders of one millisecond therefore sort in
+    /// random order among themselves; nothing relies on more.
     pub fn new() -> Self {
-        Self(Uuid::now_v7())
+        Self(Uuid::new_v7(uuid::Timestamp::now(uuid::NoContext)))
     }
 
     /// The underlying UUID (for storage and correlation ids).
@@ -251,6 +260,30 @@ mod tests {
 
     fn usd(amount: i64) -> Money {
         Money::new(amount, Currency::parse("USD").expect("valid"))
+    }
+
+    #[test]
+    fn order_ids_of_one_millisecond_do_not_count_up() {
+        // The 42 bits below the version that `Uuid::now_v7` uses as a
+        // counter (12 of rand_a, 30 of rand_b past the variant).
+        fn parts(id: OrderId) -> (u128, u128) {
+            let bits = id.as_uuid().as_u128();
+            let millis = bits >> 80;
+            let rand_a = (bits >> 64) & 0xfff;
+            let rand_b_top = (bits >> 32) & 0x3fff_ffff;
+            (millis, (rand_a << 30) | rand_b_top)
+        }
+        let ids: Vec<OrderId> = (0..10_000).map(|_| OrderId::new()).collect();
+        let mut same_millisecond = 0;
+        for pair in ids.windows(2) {
+            let ((ms1, c1), (ms2, c2)) = (parts(pair[0]), parts(pair[1]));
+            assert_eq!(pair[0].as_uuid().get_version_num(), 7);
+            if ms1 == ms2 {
+                same_millisecond += 1;
+                assert_ne!(c2.wrapping_sub(c1), 1, "{} then {}", pair[0], pair[1]);
+            }
+        }
+        assert!(same_millisecond > 0, "no two ids fell in one millisecond");
     }
 
     #[test]

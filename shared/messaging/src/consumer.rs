@@ -390,9 +390,10 @@ impl<H: Handler> Consumer<H> {
                 Err(HandlerError::Poison(error)) => Verdict::DeadLetter(Reason::Poison, error),
                 Err(HandlerError::Permanent(error)) => Verdict::DeadLetter(Reason::Rejected, error),
             };
-            self.settle(session, &delivery, verdict, &envelope.event_type)
-                .await;
-            metrics::histogram!(HANDLER_DURATION, "event_type" => envelope.event_type.clone())
+            // Labels take only known types: the broker's string is anyone's.
+            let event_type = checkout_events::event_type_label(&envelope.event_type);
+            self.settle(session, &delivery, verdict, event_type).await;
+            metrics::histogram!(HANDLER_DURATION, "event_type" => event_type)
                 .record(started.elapsed().as_secs_f64());
         }
         .instrument(span)

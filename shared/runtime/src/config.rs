@@ -2,8 +2,11 @@
 //!
 //! Every variable has a default that works on a developer machine with
 //! PostgreSQL and RabbitMQ on localhost; a malformed value fails start-up
-//! with one line naming the variable.
+//! with one line naming the variable. `ADMIN_TOKEN` is the exception that
+//! proves the rule: unset, the admin endpoints are off (403), and a value
+//! never appears in an error message.
 
+use crate::admin::AdminToken;
 use checkout_messaging::RetryPolicy;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,6 +22,10 @@ pub const VARIABLES: &[&str] = &[
     "CONSUMER_PREFETCH",
     "RETRY_DELAYS",
     "SHUTDOWN_TIMEOUT",
+    "ADMIN_TOKEN",
+    "HTTP_HEADER_TIMEOUT",
+    "HTTP_REQUEST_TIMEOUT",
+    "HTTP_MAX_CONCURRENT_REQUESTS",
 ];
 
 /// `OTEL_SERVICE_NAME`: the service name in traces, read by
@@ -67,6 +74,39 @@ pub struct Config {
     pub retry_delays: RetryPolicy,
     /// `SHUTDOWN_TIMEOUT`: how long in-flight handlers may take at SIGTERM, e.g. `10s`.
     pub shutdown_timeout: Duration,
+    /// `ADMIN_TOKEN`: the bearer token of the admin and operator endpoints;
+    /// `None` turns those endpoints off (they answer 403).
+    pub admin_token: Option<AdminToken>,
+    /// `HTTP_HEADER_TIMEOUT`, `HTTP_REQUEST_TIMEOUT`,
+    /// `HTTP_MAX_CONCURRENT_REQUESTS`: what one client may hold of the
+    /// HTTP server.
+    pub http_limits: HttpLimits,
+}
+
+/// Bounds on what clients may hold of a service's HTTP server, so a slow
+/// or greedy client cannot take it from everyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `HTTP_HEADER_TIMEOUT`: a connection that has not sent a whole
+    /// request head this long after it opened (or after its previous
+    /// response) is closed. Also the keep-alive idle timeout.
+    pub header_timeout: Duration,
+    /// `HTTP_REQUEST_TIMEOUT`: a request not answered in this time (body
+    /// reading included) is answered 503 and its handler cancelled.
+    pub request_timeout: Duration,
+    /// `HTTP_MAX_CONCURRENT_REQUESTS`: requests handled at once at most;
+    /// one more is answered 503 at once instead of waiting in a queue.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 512,
+        }
+    }
 }
 
 impl Config {
@@ -119,6 +159,41 @@ impl Config {
                 None => Duration::from_secs(10),
                 Some(raw) => duration("SHUTDOWN_TIMEOUT", &raw)?,
             },
+            admin_token: get("ADMIN_TOKEN")
+                .map(|raw| AdminToken::parse(&raw).map_err(|e| invalid("ADMIN_TOKEN", e)))
+                .transpose()?,
+            http_limits: HttpLimits::from_lookup(get)?,
+        })
+    }
+}
+
+impl HttpLimits {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let positive = |variable: &'static str, default: Duration| match get(variable) {
+            None => Ok(default),
+            Some(raw) => match duration(variable, &raw)? {
+                zero if zero.is_zero() => Err(invalid(variable, "must be longer than 0s")),
+                positive => Ok(positive),
+            },
+        };
+        let header_timeout = positive("HTTP_HEADER_TIMEOUT", defaults.header_timeout)?;
+        let request_timeout = positive("HTTP_REQUEST_TIMEOUT", defaults.request_timeout)?;
+        let max_concurrent_requests = parse(
+            "HTTP_MAX_CONCURRENT_REQUESTS",
+            get("HTTP_MAX_CONCURRENT_REQUESTS"),
+            defaults.max_concurrent_requests,
+        )?;
+        if max_concurrent_requests == 0 {
+            return Err(invalid(
+                "HTTP_MAX_CONCURRENT_REQUESTS",
+                "must be at least 1",
+            ));
+        }
+        Ok(Self {
+            header_timeout,
+            request_timeout,
+            max_concurrent_requests,
         })
     }
 }
@@ -188,6 +263,58 @@ mod tests {
         );
         assert_eq!(config.http_addr.port(), 8080);
         assert_eq!(config.broker_namespace, "checkout");
+        assert!(config.admin_token.is_none(), "admin endpoints are off");
+        assert_eq!(config.http_limits, HttpLimits::default());
+        assert_eq!(config.http_limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(config.http_limits.request_timeout, Duration::from_secs(10));
+        assert_eq!(config.http_limits.max_concurrent_requests, 512);
+    }
+
+    #[test]
+    fn the_http_limits_are_read_from_their_variables() {
+        let config = config(&[
+            ("HTTP_HEADER_TIMEOUT", "750ms"),
+            ("HTTP_REQUEST_TIMEOUT", "2m"),
+            ("HTTP_MAX_CONCURRENT_REQUESTS", "8"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.http_limits,
+            HttpLimits {
+                header_timeout: Duration::from_millis(750),
+                request_timeout: Duration::from_secs(120),
+                max_concurrent_requests: 8,
+            }
+        );
+    }
+
+    #[test]
+    fn an_admin_token_is_read_and_never_shown() {
+        let token = "a-demo-token-of-32-characters-xx";
+        let config = config(&[("ADMIN_TOKEN", token)]).expect("valid");
+        let admin = config.admin_token.as_ref().expect("set");
+        assert!(admin.matches(token.as_bytes()));
+        assert!(!format!("{config:?}").contains(token), "Debug hides it");
+    }
+
+    #[test]
+    fn a_short_or_unprintable_admin_token_is_refused_without_echoing_it() {
+        for bad in [
+            "short-secret",
+            "fifteen-chars!!",
+            "sixteen chars ok",
+            "tab\tin-a-long-token",
+        ] {
+            let error = config(&[("ADMIN_TOKEN", bad)]).expect_err("must be refused");
+            assert_eq!(error.variable, "ADMIN_TOKEN");
+            assert!(error.to_string().starts_with("ADMIN_TOKEN: "), "{error}");
+            assert!(
+                !error.to_string().contains(bad),
+                "echoes the token: {error}"
+            );
+        }
+        let sixteen = config(&[("ADMIN_TOKEN", "exactly-16-chars")]).expect("16 is enough");
+        assert!(sixteen.admin_token.is_some());
     }
 
     #[test]
@@ -211,6 +338,12 @@ mod tests {
             ("DATABASE_MAX_CONNECTIONS", "many"),
             ("RETRY_DELAYS", "1s,soon"),
             ("SHUTDOWN_TIMEOUT", "1s,2s"),
+            ("ADMIN_TOKEN", "too-short"),
+            ("HTTP_HEADER_TIMEOUT", "soon"),
+            ("HTTP_HEADER_TIMEOUT", "0s"),
+            ("HTTP_REQUEST_TIMEOUT", "0ms"),
+            ("HTTP_MAX_CONCURRENT_REQUESTS", "0"),
+            ("HTTP_MAX_CONCURRENT_REQUESTS", "lots"),
         ] {
             let error = config(&[(variable, value)]).expect_err("must be refused");
             assert_eq!(error.variable, variable);

@@ -4,7 +4,9 @@
 //! request, and the health routes.
 //!
 //! The rule it serves: whatever a client sends, the answer is a 2xx or a
-//! 4xx `application/problem+json` naming what to fix — never a 5xx.
+//! 4xx `application/problem+json` naming what to fix — never a 5xx. A
+//! dependency that is down is a 503 with `Retry-After` (see the
+//! `From<sqlx::Error>` conversion of [`Problem`]); only a bug is a 500.
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
@@ -13,14 +15,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use checkout_telemetry::propagation::{adopt_parent, extract_http};
-use http::StatusCode;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tracing::Instrument;
 use utoipa::{IntoResponses, ToResponse, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -94,7 +97,16 @@ pub struct Problem {
     /// For validation failures: every invalid field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldError>,
+    /// Response headers that belong to the problem (`Retry-After`,
+    /// `WWW-Authenticate`); not part of the body.
+    #[serde(skip)]
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
+
+/// How long a client should wait before retrying when the database is
+/// unavailable: about the consumer's first probe backoffs, so a short
+/// blip costs a client one retry.
+pub const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 impl Problem {
     /// A problem with `status` and its standard title.
@@ -105,6 +117,7 @@ impl Problem {
             status: status.as_u16(),
             detail: None,
             errors: Vec::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -133,6 +146,27 @@ impl Problem {
             .with_detail("something went wrong on our side; it has been logged")
     }
 
+    /// A 503: something the service depends on is unavailable (its
+    /// database, or its own capacity), so the same request may well work
+    /// later. `Retry-After` says when, in whole seconds (at least 1).
+    pub fn unavailable(retry_after: Duration, detail: impl Into<String>) -> Self {
+        let seconds = retry_after.as_secs().max(1);
+        Self::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_detail(detail)
+            .with_header(RETRY_AFTER, HeaderValue::from(seconds))
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Adds a response header (e.g. `WWW-Authenticate`) sent with the problem.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     /// Sets the `type` URI reference.
     pub fn with_type(mut self, kind: impl Into<String>) -> Self {
         self.kind = kind.into();
@@ -159,13 +193,41 @@ impl Problem {
 }
 
 impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    fn into_response(mut self) -> Response {
+        let status = self.status();
+        let headers = std::mem::take(&mut self.headers);
         let mut response = (status, Json(self)).into_response();
         response
             .headers_mut()
-            .insert(CONTENT_TYPE, http::HeaderValue::from_static(PROBLEM_JSON));
+            .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        for (name, value) in headers {
+            response.headers_mut().append(name, value);
+        }
         response
+    }
+}
+
+/// A database error in a handler: `?` turns it into the right answer.
+///
+/// The database being unavailable — no connection from the pool within
+/// its timeout, a refused or lost connection, the server shutting down or
+/// out of resources (`checkout_messaging::is_outage`, the same decision
+/// the consumer pauses on) — is a 503 with `Retry-After`, logged as a
+/// warning: nothing is wrong with the request or the code, and a retry
+/// will work once the database is back. Anything else (a constraint the
+/// code did not expect, a malformed statement) is a bug: a bland 500,
+/// its cause logged once.
+impl From<sqlx::Error> for Problem {
+    fn from(error: sqlx::Error) -> Self {
+        if checkout_messaging::is_outage(&error) {
+            tracing::warn!(error = %ErrorChain(&error), "the database is unavailable; answering 503");
+            Problem::unavailable(
+                DATABASE_RETRY_AFTER,
+                "the service's database is unavailable; try again shortly",
+            )
+        } else {
+            Problem::internal(&error)
+        }
     }
 }
 
@@ -467,4 +529,37 @@ pub async fn method_not_allowed(request: Request) -> Problem {
         request.method(),
         request.uri().path()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_database_is_a_503_with_retry_after_and_a_bug_a_500() {
+        for outage in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()),
+        ] {
+            let what = outage.to_string();
+            let response = Problem::from(outage).into_response();
+            assert_eq!(response.status(), 503, "{what}");
+            assert_eq!(response.headers()[RETRY_AFTER], "2", "{what}");
+            assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_JSON, "{what}");
+        }
+        let bug = Problem::from(sqlx::Error::RowNotFound).into_response();
+        assert_eq!(bug.status(), 500);
+        assert!(!bug.headers().contains_key(RETRY_AFTER));
+    }
+
+    #[test]
+    fn headers_of_a_problem_go_with_the_response_not_into_the_body() {
+        let problem = Problem::unavailable(Duration::from_millis(10), "busy");
+        let body = serde_json::to_value(&problem).expect("serializable");
+        assert_eq!(body["status"], 503);
+        assert!(body.get("headers").is_none(), "{body}");
+        let response = problem.into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "1", "at least a second");
+    }
 }

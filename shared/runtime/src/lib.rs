@@ -6,22 +6,29 @@
 //! - [`Runtime`]: database pool and migrations, the broker connection and
 //!   topology, the outbox relay and consumers as supervised tasks, and the
 //!   HTTP server — started in that order and stopped in reverse on SIGTERM;
-//! - [`http`]: problem+json errors, the extractors that produce them,
-//!   the server span of every request, and the health routes;
+//! - [`http`]: problem+json errors (a database outage is a 503), the
+//!   extractors that produce them, the server span of every request, and
+//!   the health routes;
+//! - [`admin`]: the `ADMIN_TOKEN` bearer check of admin and operator
+//!   endpoints (the [`admin::Admin`] extractor);
+//! - `server`: the HTTP/1 server with its header read timeout, request
+//!   timeout and bound on concurrent requests ([`config::HttpLimits`]);
 //! - [`metrics`]: the Prometheus recorder and `GET /metrics`, with HTTP
 //!   request metrics and gauges read from the database at scrape time;
 //! - `openapi`: the OpenAPI 3.1 document generated from a service's routes,
 //!   served at `/openapi.json`, with a browsable reference at `/docs`
 //!   ([`Runtime::with_api`]).
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod metrics;
 mod openapi;
 mod runtime;
+mod server;
 mod signal;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{Config, ConfigError, ServiceInfo};
+pub use config::{Config, ConfigError, HttpLimits, ServiceInfo};
 pub use runtime::{Application, BrokerStatus, Runtime, launch};

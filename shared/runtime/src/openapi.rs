@@ -7,6 +7,7 @@
 //! module adds the health routes' and its own two paths to the document;
 //! what it does not do is decide a service's routes.
 
+use crate::admin::{MIN_TOKEN_LENGTH, SECURITY_SCHEME};
 use crate::config::ServiceInfo;
 use crate::http::{
     FieldError, MAX_BODY_BYTES, PROBLEM_JSON, Problem, ProblemResponse, health_openapi,
@@ -17,6 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use http::header::CONTENT_TYPE;
 use std::sync::Arc;
 use utoipa::OpenApi as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -59,6 +61,25 @@ fn complete(service: &ServiceInfo, mut document: OpenApi, own: OpenApi) -> OpenA
     document.merge(Shared::openapi());
     document.merge(health_openapi());
     document.merge(own);
+    // Declared once here; operations that need it name it in their
+    // `security(...)`, and only those.
+    document
+        .components
+        .get_or_insert_default()
+        .add_security_scheme(
+            SECURITY_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(format!(
+                        "The service's `ADMIN_TOKEN` ({MIN_TOKEN_LENGTH}+ characters), as \
+                         `Authorization: Bearer <token>`. Without it these operations \
+                         answer 401 (with `WWW-Authenticate: Bearer`); on a service \
+                         started without `ADMIN_TOKEN` they are off and answer 403."
+                    )))
+                    .build(),
+            ),
+        );
     document.info = InfoBuilder::new()
         .title(service.binary)
         .version(env!("CARGO_PKG_VERSION"))
@@ -67,7 +88,12 @@ fn complete(service: &ServiceInfo, mut document: OpenApi, own: OpenApi) -> OpenA
              `detail`, and for validation failures `errors`, a list of `{{field, message}}`. \
              Unknown JSON fields are refused (422), bodies above {MAX_BODY_BYTES} bytes \
              are refused (413), a body that is not JSON is refused (415), an unknown \
-             route is a 404 and a wrong method a 405 (with `Allow`), all as problems."
+             route is a 404 and a wrong method a 405 (with `Allow`), all as problems. \
+             Operations marked with the `{SECURITY_SCHEME}` security scheme need \
+             `Authorization: Bearer <ADMIN_TOKEN>` (401 without it, 403 when the service \
+             has no `ADMIN_TOKEN`). Any operation may answer 503 with `Retry-After` when \
+             the service's database is unavailable, it is at its bound of concurrent \
+             requests, or a request is not answered within its time limit."
         )))
         .build();
     document

@@ -15,12 +15,13 @@
 //! a consumer whose database is down pauses until it is back (see
 //! `checkout_messaging::consumer`).
 
+use crate::admin::AdminGate;
 use crate::config::{Config, ServiceInfo};
 use crate::http::{
     ErrorChain, MAX_BODY_BYTES, health_routes, method_not_allowed, no_such_route, trace_request,
 };
 use crate::metrics::{self, Collector};
-use crate::signal;
+use crate::{server, signal};
 use anyhow::Context as _;
 use axum::Router;
 use checkout_events::SUBSCRIPTIONS;
@@ -261,7 +262,8 @@ impl Application {
         BrokerStatus(self.runtime.broker_up.clone())
     }
 
-    /// Serves the routes (plus health routes, `/metrics` and a problem+json 404) and
+    /// Serves the routes (plus health routes, `/metrics` and a problem+json
+    /// 404) within the configured [`HttpLimits`](crate::HttpLimits), and
     /// runs broker sessions until SIGTERM, Ctrl-C or the shutdown token;
     /// then stops taking requests, lets consumers and the relay finish,
     /// and closes the broker connection and the pool.
@@ -279,19 +281,30 @@ impl Application {
                 shutdown.clone(),
             ));
         }
-        let app = routes
-            .route_layer(axum::middleware::from_fn(trace_request))
-            .route_layer(axum::middleware::from_fn(metrics::record_request))
-            .merge(health_routes(runtime.pool.clone(), broker_up.clone()))
-            .merge(metrics::routes(
+        let limits = runtime.config.http_limits;
+        let operations =
+            health_routes(runtime.pool.clone(), broker_up.clone()).merge(metrics::routes(
                 runtime.service.binary,
                 runtime.pool.clone(),
                 runtime.collectors,
-            ))
-            // After every merge: it applies to the routes present now.
-            .method_not_allowed_fallback(method_not_allowed)
-            .fallback(no_such_route)
-            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+            ));
+        // The span and the request metrics wrap the limits, so a request
+        // refused for time or capacity is traced and counted as the 503 it is.
+        let app = server::assemble(
+            routes,
+            operations,
+            &limits,
+            AdminGate(runtime.config.admin_token.clone()),
+            |service| {
+                service
+                    .route_layer(axum::middleware::from_fn(trace_request))
+                    .route_layer(axum::middleware::from_fn(metrics::record_request))
+            },
+        )
+        // After every merge: it applies to the routes present now.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_such_route)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
 
         let supervisor = tokio::spawn(supervise(
             BrokerSessions {
@@ -306,15 +319,14 @@ impl Application {
         ));
 
         let stop = shutdown.clone();
-        let served = axum::serve(runtime.listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = signal::terminate() => {}
-                    _ = stop.cancelled() => {}
-                }
-                stop.cancel();
-            })
-            .await;
+        server::serve(runtime.listener, app, limits.header_timeout, async move {
+            tokio::select! {
+                _ = signal::terminate() => {}
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+        })
+        .await;
         // The HTTP server has stopped; make sure the broker session sees it too.
         shutdown.cancel();
         if let Err(error) = supervisor.await {
@@ -324,7 +336,7 @@ impl Application {
         runtime.tasks.wait().await;
         runtime.pool.close().await;
         tracing::info!(service = runtime.service.binary, "stopped");
-        served.context("the HTTP server failed")
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod fuzz;
 
 use crate::Application;
+use crate::admin::AdminToken;
 use crate::config::{Config, ServiceInfo};
 use anyhow::Context as _;
 use checkout_events::{Envelope, Event, SUBSCRIPTIONS};
@@ -74,6 +75,29 @@ impl TestDatabase {
         &self.pool
     }
 
+    /// Makes the database refuse new connections and ends every open one
+    /// (`refuse`), as an outage does — or lets connections in again.
+    pub async fn refuse_connections(&self, refuse: bool) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(&admin_url()).await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS {refuse}",
+            self.name,
+            refuse = !refuse
+        )))
+        .execute(&mut conn)
+        .await?;
+        if refuse {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&self.name)
+            .execute(&mut conn)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Drops the database, closing whatever still uses it.
     pub async fn drop(self) -> anyhow::Result<()> {
         self.pool.close().await;
@@ -106,8 +130,9 @@ where
     }
 }
 
-/// A configuration for `service` on `database`: a free port on loopback
-/// and a broker namespace of its own.
+/// A configuration for `service` on `database`: a free port on loopback,
+/// a broker namespace of its own, and an `ADMIN_TOKEN` of its own
+/// (`config.admin_token`; send it with [`admin_authorization`]).
 pub fn isolated_config(service: &ServiceInfo, database: &TestDatabase) -> Config {
     Config {
         database_url: database.url.clone(),
@@ -119,7 +144,26 @@ pub fn isolated_config(service: &ServiceInfo, database: &TestDatabase) -> Config
         consumer_prefetch: 16,
         retry_delays: RetryPolicy::parse("100ms,200ms").unwrap_or_default(),
         shutdown_timeout: std::time::Duration::from_secs(5),
+        admin_token: Some(new_admin_token()),
+        http_limits: crate::HttpLimits::default(),
     }
+}
+
+/// A fresh admin token for a test service: different on every call (a
+/// UUID v7), not a secret worth more than that.
+pub fn new_admin_token() -> AdminToken {
+    AdminToken::parse(&format!("test-{}", Uuid::now_v7().simple()))
+        .expect("37 visible characters are a valid token")
+}
+
+/// `config`'s admin token as a client sends it, the value of the
+/// `Authorization` header: `Bearer <token>`. Panics when there is none.
+pub fn admin_authorization(config: &Config) -> String {
+    let token = config
+        .admin_token
+        .as_ref()
+        .expect("the configuration has an ADMIN_TOKEN");
+    format!("Bearer {}", token.secret())
 }
 
 /// An application serving in a task of the test; see [`serve`].
@@ -249,10 +293,26 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<crate::Application>>,
 {
+    spawn_with(service, migrator, |_| {}, build).await
+}
+
+/// [`spawn`], with the test's changes to the configuration (`configure`),
+/// e.g. `|config| config.admin_token = None`.
+pub async fn spawn_with<F, Fut>(
+    service: &ServiceInfo,
+    migrator: &Migrator,
+    configure: impl FnOnce(&mut Config),
+    build: F,
+) -> Running
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<crate::Application>>,
+{
     let db = TestDatabase::create(service.name, migrator)
         .await
         .expect("a test database (PostgreSQL at TEST_DATABASE_ADMIN_URL)");
-    let config = isolated_config(service, &db);
+    let mut config = isolated_config(service, &db);
+    configure(&mut config);
     let app = build(config.clone())
         .await
         .expect("the service starts (RabbitMQ at AMQP_URL)");
@@ -266,6 +326,11 @@ where
 }
 
 impl Running {
+    /// Its `Authorization` header value for admin endpoints (`Bearer …`).
+    pub fn admin_authorization(&self) -> String {
+        admin_authorization(&self.config)
+    }
+
     /// Stops the service as SIGTERM would and removes its database and
     /// broker names; panics if it did not stop cleanly.
     pub async fn stop(self) {

@@ -94,7 +94,58 @@ async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
         checkout_runtime::testing::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build)
             .await;
     checkout_runtime::testing::api::check_openapi(&service.address, &["GET /emails"]).await;
-    let report = checkout_runtime::testing::fuzz::fuzz(&service.address, vec![]).await;
+    let authorization = service.admin_authorization();
+    let report =
+        checkout_runtime::testing::fuzz::fuzz(&service.address, Some(&authorization), vec![]).await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
+}
+
+#[tokio::test]
+async fn mails_are_shown_only_with_the_admin_token() {
+    let service =
+        checkout_runtime::testing::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build)
+            .await;
+    let authorization = service.admin_authorization();
+    checkout_runtime::testing::api::check_admin(&service.address, &authorization, &["GET /emails"])
+        .await;
+    let url = format!("{}/emails?order_id={}", service.address, Uuid::now_v7());
+    let client = reqwest::Client::new();
+    let anonymous = client.get(&url).send().await.expect("sent");
+    let challenge = anonymous.headers().get("www-authenticate").cloned();
+    let wrong = client
+        .get(&url)
+        .header("authorization", "Bearer not-the-admin-token-at-all")
+        .send()
+        .await
+        .expect("sent");
+    let admitted = client
+        .get(&url)
+        .header("authorization", &authorization)
+        .send()
+        .await
+        .expect("sent");
+    let admitted_status = admitted.status();
+    let listed: serde_json::Value = admitted.json().await.expect("json");
+    service.stop().await;
+
+    assert_eq!(anonymous.status(), 401);
+    assert!(challenge.is_some_and(|c| c.as_bytes().starts_with(b"Bearer")));
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(admitted_status, 200);
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_mails_are_off_and_say_how_to_enable_them() {
+    let service = checkout_runtime::testing::spawn_with(
+        &email_service::SERVICE,
+        &MIGRATOR,
+        |config| config.admin_token = None,
+        email_service::build,
+    )
+    .await;
+    let off = checkout_runtime::testing::api::check_admin_off(&service.address).await;
+    service.stop().await;
+    assert_eq!(off, 1, "GET /emails is off");
 }

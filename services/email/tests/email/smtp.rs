@@ -5,7 +5,9 @@
 use crate::receiver::Receiver;
 use checkout_events::{Currency, Money, OrderCancelled, OrderConfirmed, OrderId};
 use checkout_runtime::Config;
-use checkout_runtime::testing::{Serving, TestDatabase, isolated_config, publish, serve};
+use checkout_runtime::testing::{
+    Serving, TestDatabase, admin_authorization, isolated_config, publish, serve,
+};
 use email_service::config::transport;
 use email_service::{MIGRATOR, MailConfig, Notification, SERVICE};
 use std::time::{Duration, Instant};
@@ -48,14 +50,17 @@ impl Service {
         done: impl Fn(&[serde_json::Value]) -> bool,
     ) -> Vec<serde_json::Value> {
         let until = Instant::now() + Duration::from_secs(10);
+        let client = reqwest::Client::new();
         loop {
-            let emails: Vec<serde_json::Value> =
-                reqwest::get(format!("{}/emails?order_id={order_id}", self.address))
-                    .await
-                    .expect("GET /emails")
-                    .json()
-                    .await
-                    .expect("json");
+            let emails: Vec<serde_json::Value> = client
+                .get(format!("{}/emails?order_id={order_id}", self.address))
+                .header("authorization", admin_authorization(&self.config))
+                .send()
+                .await
+                .expect("GET /emails")
+                .json()
+                .await
+                .expect("json");
             if done(&emails) || Instant::now() >= until {
                 return emails;
             }

@@ -84,6 +84,10 @@ async fn a_price_changed_at_inventory_prices_the_next_order() {
     let put = order
         .client
         .put(format!("{inventory_address}/products/KB-001"))
+        .header(
+            "authorization",
+            checkout_runtime::testing::admin_authorization(&inventory_config),
+        )
         .json(&json!({
             "name": "Mechanical keyboard",
             "unit_price": { "amount": 3999, "currency": "USD" },

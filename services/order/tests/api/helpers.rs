@@ -4,7 +4,9 @@
 use checkout_events::{Currency, Envelope, Event, Money, OrderId, ProductUpdated, Sku};
 use checkout_messaging::Handler;
 use checkout_runtime::Config;
-use checkout_runtime::testing::{Serving, TestDatabase, isolated_config, serve};
+use checkout_runtime::testing::{
+    Serving, TestDatabase, admin_authorization, isolated_config, serve,
+};
 use order_service::saga::OrderSaga;
 use order_service::{MIGRATOR, SERVICE, Settings};
 use uuid::Uuid;
@@ -24,13 +26,24 @@ pub(crate) async fn spawn_app() -> TestApp {
 /// The service with `settings`, on the broker namespace `namespace` when
 /// given (to meet another service of the same test there).
 pub(crate) async fn spawn_app_with(settings: Settings, namespace: Option<&str>) -> TestApp {
+    spawn_app_configured(settings, |config| {
+        if let Some(namespace) = namespace {
+            namespace.clone_into(&mut config.broker_namespace);
+        }
+    })
+    .await
+}
+
+/// The service with `settings` and the test's changes to its configuration.
+pub(crate) async fn spawn_app_configured(
+    settings: Settings,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let db = TestDatabase::create("order", &MIGRATOR)
         .await
         .expect("test database");
     let mut config = isolated_config(&SERVICE, &db);
-    if let Some(namespace) = namespace {
-        namespace.clone_into(&mut config.broker_namespace);
-    }
+    configure(&mut config);
     let app = order_service::build_with(config.clone(), settings)
         .await
         .expect("the service starts");
@@ -108,6 +121,24 @@ impl TestApp {
             .expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.expect("json"))
+    }
+
+    /// `GET path` as an operator, with the admin token.
+    pub(crate) async fn get_admin_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .header("authorization", self.admin_authorization())
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json"))
+    }
+
+    /// The `Authorization` header value of an operator: `Bearer <ADMIN_TOKEN>`.
+    pub(crate) fn admin_authorization(&self) -> String {
+        admin_authorization(&self.config)
     }
 
     pub(crate) async fn get_order(&self, id: &str) -> serde_json::Value {

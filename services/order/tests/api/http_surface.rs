@@ -1,9 +1,12 @@
 //! The HTTP surface as a client meets it: the OpenAPI document matches the
 //! router, every error is a problem, and random input never gets a 5xx.
 
-use crate::helpers::{order_body, spawn_app};
-use checkout_runtime::testing::api::{assert_problem_content_type, check_openapi};
+use crate::helpers::{order_body, spawn_app, spawn_app_configured};
+use checkout_runtime::testing::api::{
+    assert_problem_content_type, check_admin, check_admin_off, check_openapi,
+};
 use checkout_runtime::testing::fuzz::fuzz;
+use order_service::Settings;
 use serde_json::json;
 
 #[tokio::test]
@@ -114,9 +117,58 @@ async fn random_requests_never_get_a_server_error() {
         order_body(json!([{ "sku": "KB-001", "quantity": 2 }]), "tok_visa"),
         order_body(json!([{ "sku": "KB-001", "quantity": 1 }]), "tok_decline"),
     ];
-    let report = fuzz(&app.address, samples).await;
+    let report = fuzz(&app.address, Some(&app.admin_authorization()), samples).await;
     assert_eq!(report.server_errors, 0);
     let live = app.get_json("/health/live").await;
     assert_eq!(live.0, 200, "the service still answers");
     app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_order_listing_needs_the_admin_token_and_one_order_by_its_id_does_not() {
+    let app = spawn_app().await;
+    app.add_product("KB-001", 4999, 1).await;
+    let authorization = app.admin_authorization();
+    check_admin(&app.address, &authorization, &["GET /orders"]).await;
+    let id = app.place_keyboard_order().await;
+    let listing = format!("{}/orders", app.address);
+
+    let anonymous = app.client.get(&listing).send().await.expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    assert_problem_content_type(&anonymous, "GET /orders without a token");
+    let challenge = anonymous.headers().get("www-authenticate").cloned();
+    assert!(challenge.is_some_and(|c| c.as_bytes().starts_with(b"Bearer")));
+    let problem: serde_json::Value = anonymous.json().await.expect("json");
+    assert!(problem.get("items").is_none(), "no orders leak: {problem}");
+    let wrong = app
+        .client
+        .get(&listing)
+        .header("authorization", "Bearer not-the-admin-token-at-all")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(wrong.status(), 401);
+
+    let (status, page) = app.get_admin_json("/orders").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"][0]["id"], json!(id));
+    let (status, order) = app.get_json(&format!("/orders/{id}")).await;
+    assert_eq!((status, &order["id"]), (200, &json!(id)), "public by id");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_order_listing_is_off_and_says_how_to_enable_it() {
+    let app = spawn_app_configured(Settings::default(), |config| config.admin_token = None).await;
+    let off = check_admin_off(&app.address).await;
+    let placed = app
+        .post_order(order_body(
+            json!([{ "sku": "NOPE-1", "quantity": 1 }]),
+            "tok_visa",
+        ))
+        .await
+        .status();
+    app.cleanup().await;
+    assert_eq!(off, 1, "GET /orders is off");
+    assert_eq!(placed, 422, "placing orders stays public (and validated)");
 }

@@ -57,6 +57,34 @@ async fn the_same_key_and_body_return_the_original_order_and_another_body_is_a_4
 }
 
 #[tokio::test]
+async fn the_same_key_from_another_customer_is_another_order() {
+    let app = spawn_app().await;
+    app.add_product("KB-001", 4999, 1).await;
+    let ada = order_body(json!([{ "sku": "KB-001", "quantity": 1 }]), "tok_visa");
+    let mut grace = ada.clone();
+    grace["customer_id"] = json!("c-43");
+
+    let (status, for_ada, _) = post_with_key(&app, "shared-key", &ada.to_string()).await;
+    assert_eq!(status, 202, "{for_ada}");
+    let (status, for_grace, replayed) = post_with_key(&app, "shared-key", &grace.to_string()).await;
+    assert_eq!((status, replayed), (202, false), "{for_grace}");
+    assert_ne!(for_grace["id"], for_ada["id"], "not Ada's order");
+    // Each customer's retry still gets their own order back.
+    let (_, again, replayed) = post_with_key(&app, "shared-key", &grace.to_string()).await;
+    assert_eq!(
+        (again["id"].clone(), replayed),
+        (for_grace["id"].clone(), true)
+    );
+    let (_, again, replayed) = post_with_key(&app, "shared-key", &ada.to_string()).await;
+    assert_eq!(
+        (again["id"].clone(), replayed),
+        (for_ada["id"].clone(), true)
+    );
+    assert_eq!(created_count(&app.outbox().await), 2);
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn concurrent_duplicates_create_one_order() {
     let app = spawn_app().await;
     app.add_product("KB-001", 4999, 1).await;
@@ -101,5 +129,39 @@ async fn an_expired_key_places_a_new_order() {
         .await
         .expect("count");
     assert_eq!(keys, 1, "the expired row was taken over, not duplicated");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn keys_stored_before_the_per_customer_scope_keep_working_after_the_migration() {
+    const MIGRATION: &str =
+        include_str!("../../migrations/20261201000001_idempotency_per_customer.sql");
+    let app = spawn_app().await;
+    app.add_product("KB-001", 4999, 1).await;
+    let body = order_body(json!([{ "sku": "KB-001", "quantity": 1 }]), "tok_visa").to_string();
+    let (_, original, _) = post_with_key(&app, "before-upgrade", &body).await;
+    // Back to the global key space, as a database from before the migration...
+    sqlx::raw_sql(
+        "ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_pkey; \
+         ALTER TABLE idempotency_keys DROP COLUMN customer_id; \
+         ALTER TABLE idempotency_keys ADD PRIMARY KEY (key);",
+    )
+    .execute(app.db.pool())
+    .await
+    .expect("the old schema");
+    // ...and forward again.
+    sqlx::raw_sql(MIGRATION)
+        .execute(app.db.pool())
+        .await
+        .expect("the migration runs on existing rows");
+
+    let owner: String = sqlx::query_scalar("SELECT customer_id FROM idempotency_keys")
+        .fetch_one(app.db.pool())
+        .await
+        .expect("the key's row");
+    assert_eq!(owner, "c-42", "the key belongs to its order's customer");
+    let (status, replay, replayed) = post_with_key(&app, "before-upgrade", &body).await;
+    assert_eq!((status, replayed), (202, true));
+    assert_eq!(replay["id"], original["id"]);
     app.cleanup().await;
 }

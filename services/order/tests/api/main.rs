@@ -8,6 +8,7 @@ mod helpers;
 mod http_surface;
 mod idempotency;
 mod metrics;
+mod outage;
 mod place_order;
 mod saga;
 mod timeline;

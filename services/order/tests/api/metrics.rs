@@ -144,3 +144,70 @@ async fn the_dashboard_queries_only_series_the_service_exports() {
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn labels_never_carry_what_a_client_or_a_publisher_chose() {
+    let app = spawn_app().await;
+    let nonce = Uuid::now_v7().simple().to_string();
+    // A raw path with an id in it, an unrouted path, an invented method.
+    let by_id = format!("{}/orders/{}", app.address, Uuid::now_v7());
+    let answered = app.client.get(&by_id).send().await.expect("sent").status();
+    assert_eq!(answered, 404);
+    let nowhere = format!("{}/nowhere-{nonce}", app.address);
+    app.client.get(&nowhere).send().await.expect("sent");
+    let invented = reqwest::Method::from_bytes(format!("BREW{nonce}").as_bytes()).expect("token");
+    let url = format!("{}/orders", app.address);
+    app.client
+        .request(invented, &url)
+        .send()
+        .await
+        .expect("sent");
+    // An envelope of a type no service knows, on a key the service consumes.
+    let envelope = serde_json::json!({
+        "id": Uuid::now_v7(),
+        "type": format!("Evil{nonce}"),
+        "version": 1,
+        "occurred_at": "2026-01-20T10:00:00Z",
+        "source": "payment-service",
+        "correlation_id": Uuid::now_v7(),
+        "data": {},
+    });
+    publish_raw(
+        &app.config,
+        PaymentCaptured::ROUTING_KEY,
+        envelope.to_string().as_bytes(),
+    )
+    .await
+    .expect("published");
+
+    // Processed once the consumer counted an unknown type as ignored.
+    let ignored_unknown = |exposition: &str| {
+        exposition.lines().any(|line| {
+            line.starts_with("checkout_messages_consumed_total{")
+                && line.contains(r#"event_type="unknown""#)
+                && line.contains(r#"outcome="ignored""#)
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(15);
+    let exposition = loop {
+        let exposition = scrape(&app).await;
+        if ignored_unknown(&exposition) || Instant::now() >= until {
+            break exposition;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    app.cleanup().await;
+
+    assert!(
+        ignored_unknown(&exposition),
+        "the unknown type is counted as `unknown`:\n{exposition}"
+    );
+    assert!(
+        !exposition.contains(&nonce),
+        "a label carries a client's or publisher's string:\n{exposition}"
+    );
+    assert!(
+        exposition.contains(r#"route="/orders/{id}""#),
+        "the route is the matched pattern:\n{exposition}"
+    );
+}

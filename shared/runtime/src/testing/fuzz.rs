@@ -5,7 +5,10 @@
 //! dropped connection (a panicking handler drops it).
 //!
 //! The cases are generated and shrunk by proptest; the requests go over
-//! real HTTP to the real service. Valid sample bodies are mutated too, so
+//! real HTTP to the real service. Most carry the service's admin token
+//! (when the test passes it), so the cases reach past the admin check
+//! into what the admin endpoints validate; the rest carry none or a
+//! wrong one, and every 401 must come with a `WWW-Authenticate` challenge. Valid sample bodies are mutated too, so
 //! the cases reach past the JSON parser into validation and the database.
 
 use crate::testing::api::{Operation, fetch_document, operations};
@@ -44,6 +47,7 @@ struct Case {
     query: String,
     content_type: Option<String>,
     idempotency_key: Option<Vec<u8>>,
+    authorization: Option<String>,
     body: Option<Vec<u8>>,
 }
 
@@ -213,7 +217,17 @@ fn case(
     operations: Vec<Operation>,
     samples: Vec<Value>,
     names: Vec<String>,
+    authorization: Option<String>,
 ) -> impl Strategy<Value = Case> {
+    let authorization = match authorization {
+        Some(right) => prop_oneof![
+            4 => Just(Some(right)),
+            1 => Just(None),
+            1 => "[ -~]{0,40}".prop_map(|token| Some(format!("Bearer {token}"))),
+        ]
+        .boxed(),
+        None => Just(None).boxed(),
+    };
     let method = prop_oneof![
         6 => Just(None),
         1 => proptest::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
@@ -246,21 +260,25 @@ fn case(
         query(query_names),
         content_type,
         key,
+        authorization,
         body(samples, names),
     )
         .prop_map(
-            |(operation, method, segment, shape, query, content_type, key, body)| Case {
-                method: method.map_or(operation.method.clone(), str::to_owned),
-                // Mostly the operation's path; sometimes one that is not routed.
-                path: match shape {
-                    0 => format!("/{segment}"),
-                    1 => format!("{}/{segment}", operation.path_with("x")),
-                    _ => operation.path_with(&segment),
-                },
-                query,
-                content_type,
-                idempotency_key: key,
-                body,
+            |(operation, method, segment, shape, query, content_type, key, authorization, body)| {
+                Case {
+                    method: method.map_or(operation.method.clone(), str::to_owned),
+                    // Mostly the operation's path; sometimes one that is not routed.
+                    path: match shape {
+                        0 => format!("/{segment}"),
+                        1 => format!("{}/{segment}", operation.path_with("x")),
+                        _ => operation.path_with(&segment),
+                    },
+                    query,
+                    content_type,
+                    idempotency_key: key,
+                    authorization,
+                    body,
+                }
             },
         )
 }
@@ -275,10 +293,11 @@ fn cases() -> u32 {
 
 /// Sends random requests (`FUZZ_CASES`, default 300) at the service on
 /// `base`, derived from its `/openapi.json`, with `samples` as valid bodies
-/// to mutate. Panics, with proptest's shrunk case, on a 5xx, a 4xx that is
-/// not a problem, or a dropped connection; otherwise prints and returns
-/// what it saw.
-pub async fn fuzz(base: &str, samples: Vec<Value>) -> FuzzReport {
+/// to mutate and `authorization` (`Bearer <ADMIN_TOKEN>`) on most of them.
+/// Panics, with proptest's shrunk case, on a 5xx, a 4xx that is not a
+/// problem, a 401 without a challenge, or a dropped connection; otherwise
+/// prints and returns what it saw.
+pub async fn fuzz(base: &str, authorization: Option<&str>, samples: Vec<Value>) -> FuzzReport {
     let cases = cases();
     let client = reqwest::Client::new();
     let document = fetch_document(&client, base).await;
@@ -287,10 +306,11 @@ pub async fn fuzz(base: &str, samples: Vec<Value>) -> FuzzReport {
     let report = Arc::new(Mutex::new(FuzzReport::default()));
     let handle = tokio::runtime::Handle::current();
     let target = base.to_owned();
+    let authorization = authorization.map(str::to_owned);
     let seen = report.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         // Built here: proptest's boxed strategies are not Send.
-        let strategy = case(operations, samples, names);
+        let strategy = case(operations, samples, names, authorization);
         let mut runner = TestRunner::new(Config {
             cases,
             failure_persistence: None,
@@ -341,6 +361,12 @@ async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Result<u16, 
             request = request.header("idempotency-key", value);
         }
     }
+    if let Some(authorization) = &case.authorization {
+        // Bytes a header cannot carry never reach the server; skip those.
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(authorization) {
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+    }
     if let Some(body) = &case.body {
         request = request.body(body.clone());
     }
@@ -353,6 +379,11 @@ async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Result<u16, 
     if status >= 500 {
         let body = response.text().await.unwrap_or_default();
         return Err(TestCaseError::fail(format!("{what}: {status} {body}")));
+    }
+    if status == 401 && !response.headers().contains_key("www-authenticate") {
+        return Err(TestCaseError::fail(format!(
+            "{what}: 401 without WWW-Authenticate"
+        )));
     }
     if status >= 400 {
         let content_type = response
