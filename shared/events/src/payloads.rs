@@ -152,6 +152,21 @@ pub struct ProductUpdated {
 }
 event!(ProductUpdated, 1, "product.updated");
 
+/// Every event above as (type, routing key): what a consumer needs to find
+/// the owner of an envelope's `type` (see [`owner_of`](crate::owner_of)).
+pub const EVENT_TYPES: &[(&str, &str)] = &[
+    (OrderCreated::TYPE, OrderCreated::ROUTING_KEY),
+    (PaymentCaptured::TYPE, PaymentCaptured::ROUTING_KEY),
+    (PaymentFailed::TYPE, PaymentFailed::ROUTING_KEY),
+    (PaymentRefunded::TYPE, PaymentRefunded::ROUTING_KEY),
+    (InventoryReserved::TYPE, InventoryReserved::ROUTING_KEY),
+    (InventoryFailed::TYPE, InventoryFailed::ROUTING_KEY),
+    (InventoryReleased::TYPE, InventoryReleased::ROUTING_KEY),
+    (OrderConfirmed::TYPE, OrderConfirmed::ROUTING_KEY),
+    (OrderCancelled::TYPE, OrderCancelled::ROUTING_KEY),
+    (ProductUpdated::TYPE, ProductUpdated::ROUTING_KEY),
+];
+
 /// The routing key of every event above: everything the services can
 /// publish. A test in the routing table checks each has a subscriber.
 pub const ROUTING_KEYS: &[&str] = &[
