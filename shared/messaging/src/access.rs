@@ -342,6 +342,68 @@ mod tests {
         assert_eq!(email.topic.expect("topic").write, "^$");
     }
 
+    /// Whether RabbitMQ's (unanchored) search for `pattern` finds `name`.
+    fn allows(pattern: &str, name: &str) -> bool {
+        regex_automata::meta::Regex::new(pattern)
+            .expect("a valid pattern")
+            .is_match(name)
+    }
+
+    #[test]
+    fn each_service_reaches_its_own_names_and_the_events_it_owns_only() {
+        let topology = Topology::new("shop.eu").expect("valid");
+        let retries = crate::RetryPolicy::parse("1s,2m").expect("valid");
+        let plan = topology.plan(checkout_events::SUBSCRIPTIONS, &retries);
+        let all_names: Vec<String> = plan
+            .exchanges
+            .iter()
+            .map(|e| e.name.clone())
+            .chain(plan.queues.iter().map(|q| q.name.clone()))
+            .chain(["amq.default", "amq.direct", "amq.topic"].map(str::to_owned))
+            .collect();
+        for publisher in PUBLISHERS {
+            let user = service_user(&topology, publisher);
+            let own = topology.own_plan(publisher.service, &retries);
+            let own_names: Vec<&String> = own
+                .exchanges
+                .iter()
+                .map(|e| &e.name)
+                .chain(own.queues.iter().map(|q| &q.name))
+                .collect();
+            let p = &user.permissions;
+            for name in &all_names {
+                let is_own = own_names.contains(&name);
+                let is_events = *name == topology.exchange();
+                assert_eq!(
+                    allows(&p.configure, name),
+                    is_own,
+                    "{} configure {name}",
+                    user.name
+                );
+                assert_eq!(allows(&p.read, name), is_own, "{} read {name}", user.name);
+                let publishes = !publisher.aggregates.is_empty();
+                assert_eq!(
+                    allows(&p.write, name),
+                    is_own || (is_events && publishes),
+                    "{} write {name}",
+                    user.name
+                );
+            }
+            let topic = user.topic.as_ref().expect("topic permissions");
+            for (event_type, key) in checkout_events::EVENT_TYPES {
+                let owned = checkout_events::owner_of(event_type) == Some(publisher);
+                assert_eq!(
+                    allows(&topic.write, key),
+                    owned,
+                    "{} publishing {key}",
+                    user.name
+                );
+                assert!(!allows(&topic.read, key), "{} binding {key}", user.name);
+            }
+            assert!(!allows(&topic.write, "#"));
+        }
+    }
+
     #[test]
     fn definitions_carry_names_arguments_and_permissions_as_rabbitmq_reads_them() {
         let topology = Topology::new("ns").expect("valid");
