@@ -399,6 +399,42 @@ async fn the_payment_service_cannot_put_anything_into_another_services_queue() {
             FieldTable::default(),
         )
         .await;
+    // Nor by dead-lettering: a queue of its own whose dead-letter
+    // exchange is the default exchange (or another service's) would have
+    // the broker move its expired messages into the Order queue; RabbitMQ
+    // asks for write permission on the dead-letter exchange at declare.
+    let dead_letter_through = |exchange: String| {
+        let payment = &payment;
+        let queue = format!("{}.trap", t.queue("payment"));
+        let order_queue = order_queue.clone();
+        async move {
+            let mut args = FieldTable::default();
+            for (key, value) in [
+                ("x-dead-letter-exchange", exchange),
+                ("x-dead-letter-routing-key", order_queue),
+            ] {
+                args.insert(
+                    ShortString::from(key),
+                    lapin::types::AMQPValue::LongString(value.as_str().into()),
+                );
+            }
+            args.insert(
+                ShortString::from("x-message-ttl"),
+                lapin::types::AMQPValue::LongLongInt(1),
+            );
+            fresh(payment)
+                .await
+                .queue_declare(
+                    ShortString::from(queue.as_str()),
+                    lapin::options::QueueDeclareOptions::default(),
+                    args,
+                )
+                .await
+                .map(|_| ())
+        }
+    };
+    let trap_default = dead_letter_through(String::new()).await;
+    let trap_order = dead_letter_through(t.retry_exchange("order")).await;
     // Nor can it declare the shared names.
     let declare_events = fresh(&payment)
         .await
@@ -418,6 +454,14 @@ async fn the_payment_service_cannot_put_anything_into_another_services_queue() {
     let _ = fresh(&admin)
         .await
         .exchange_delete(ShortString::from(sneaky.as_str()), Default::default())
+        .await;
+    // Only there if the broker wrongly let it be declared.
+    let _ = fresh(&admin)
+        .await
+        .queue_delete(
+            ShortString::from(format!("{}.trap", t.queue("payment"))),
+            Default::default(),
+        )
         .await;
     let _ = admin.close(200, ShortString::from("done")).await;
     let _ = payment.close(200, ShortString::from("done")).await;
@@ -444,6 +488,14 @@ async fn the_payment_service_cannot_put_anything_into_another_services_queue() {
     own_exchange.expect("an exchange of its own name is its own");
     refused_op(bind_own_exchange, "binding its own exchange to order.#");
     refused_op(declare_events, "declaring the events exchange");
+    refused_op(
+        trap_default,
+        "a queue dead-lettering to the default exchange",
+    );
+    refused_op(
+        trap_order,
+        "a queue dead-lettering to the Order retry exchange",
+    );
     assert_eq!(
         (order_depth, order_dlq_depth),
         (0, 0),
