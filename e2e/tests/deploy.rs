@@ -575,3 +575,18 @@ fn the_broker_loads_the_definitions_at_boot() {
         "rabbitmq renders the definitions, then starts as the image does: {command}"
     );
 }
+
+/// A service's events carry its binary's name as their `source`, and
+/// consumers dead-letter an event whose source is not its owner's: a
+/// renamed binary would have every event it publishes refused.
+#[test]
+fn each_service_publishes_under_the_source_that_owns_its_events() {
+    for (info, _) in SERVICES {
+        let publisher = checkout_events::PUBLISHERS
+            .iter()
+            .find(|p| p.service == info.name)
+            .unwrap_or_else(|| panic!("{} is not among the publishers", info.name));
+        assert_eq!(publisher.source, info.binary, "{}", info.name);
+    }
+    assert_eq!(checkout_events::PUBLISHERS.len(), SERVICES.len());
+}
