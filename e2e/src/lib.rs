@@ -6,7 +6,10 @@
 //! What it owns, per test ([`System::start`]):
 //! - building the binaries from the current source (once per test process),
 //! - four fresh databases and a private broker namespace, named after the
-//!   system's id (`e2e_<12 hex>`), so tests run in parallel without meeting,
+//!   system's id (`e2e_<12 hex>`), so tests run in parallel without meeting;
+//!   the namespace is provisioned as a deployment's is, with a broker user
+//!   per service (`e2e_<id>.<service>`, a random password) that may touch
+//!   only that service's names, and each service runs as its own user,
 //! - the service processes (optionally several replicas of each consumer
 //!   service), each logging to `target/e2e-logs/<id>/<instance>.log`,
 //! - an OTLP receiver that collects every span the services export,
@@ -22,8 +25,10 @@
 //! Needs PostgreSQL (a role that may create databases) and RabbitMQ; see
 //! [`Options`] for where it looks for them. If the test process itself is
 //! killed (SIGKILL, a CI timeout), no cleanup runs: the leftovers are its
-//! service processes, the databases `e2e_<id>_*` and the exchanges and
-//! queues `e2e_<id>.*`. (Ctrl-C reaches the services too, which then stop.)
+//! service processes, the databases `e2e_<id>_*`, the exchanges and
+//! queues `e2e_<id>.*` and the broker users `e2e_<id>.*`. Provisioning
+//! needs `rabbitmqctl` (as for the fault tests) and an administrator's
+//! broker URL. (Ctrl-C reaches the services too, which then stop.)
 
 pub mod api;
 mod binaries;

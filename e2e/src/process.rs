@@ -42,6 +42,17 @@ impl Service {
         }
     }
 
+    /// Its short name: its queue `<namespace>.<name>` and broker user are
+    /// named after it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Order => "order",
+            Service::Payment => "payment",
+            Service::Inventory => "inventory",
+            Service::Email => "email",
+        }
+    }
+
     /// The suffix of its database's name (the name it has in production).
     pub(crate) fn database(self) -> &'static str {
         match self {
@@ -53,9 +64,10 @@ impl Service {
     }
 }
 
-/// What every process of one system shares.
+/// What one process is started with besides its database and port.
 #[derive(Debug, Clone)]
 pub(crate) struct Environment {
+    /// The service's own broker user's URL.
     pub(crate) amqp_url: String,
     pub(crate) broker_namespace: String,
     pub(crate) otlp_endpoint: String,

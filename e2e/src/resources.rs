@@ -1,11 +1,16 @@
 //! What one system borrows from the shared PostgreSQL and RabbitMQ: four
-//! databases and a broker namespace, both named after the system's id, so
-//! parallel tests never meet, and both removed when the system stops.
+//! databases, a broker namespace and a broker user per service, all named
+//! after the system's id, so parallel tests never meet, and all removed
+//! when the system stops.
 
-use checkout_events::SUBSCRIPTIONS;
+use crate::process::Service;
+use checkout_events::{PUBLISHERS, SUBSCRIPTIONS};
+use checkout_messaging::access::{self, BrokerUser};
 use checkout_messaging::{RetryPolicy, Topology};
 use lapin::types::ShortString;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use std::collections::HashMap;
+use uuid::Uuid;
 
 /// The services' `RETRY_DELAYS`, set explicitly (rather than inherited from
 /// the developer's shell) because the retry queues are named after the
@@ -31,18 +36,102 @@ pub(crate) async fn close_broker_connections(namespace: &str) -> anyhow::Result<
 }
 
 async fn rabbitmqctl(args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new("rabbitmqctl")
+    rabbitmqctl_with(args, None, &[]).await
+}
+
+/// `rabbitmqctl args`, with `stdin` piped in; exit codes in `also_fine`
+/// count as success (e.g. 67, "no such user", for a delete).
+async fn rabbitmqctl_with(
+    args: &[&str],
+    stdin: Option<&str>,
+    also_fine: &[i32],
+) -> anyhow::Result<String> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new("rabbitmqctl")
         .args(args)
-        .output()
-        .await
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .map_err(|e| anyhow::anyhow!("cannot run rabbitmqctl: {e}"))?;
+    // The pipe is dropped at the end of this block: the end of input.
+    if let (Some(mut pipe), Some(text)) = (child.stdin.take(), stdin) {
+        pipe.write_all(text.as_bytes()).await?;
+    }
+    let output = child.wait_with_output().await?;
+    let fine = output.status.success()
+        || output
+            .status
+            .code()
+            .is_some_and(|code| also_fine.contains(&code));
     anyhow::ensure!(
-        output.status.success(),
+        fine,
         "rabbitmqctl {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// Provisions `namespace` as a deployment is provisioned before its
+/// services start: the definitions the code makes (a user per service with
+/// a fresh random password, its permissions and topic permissions, the
+/// topology) imported with `rabbitmqctl import_definitions`, then the
+/// topology declared over AMQP with the administrator's `amqp_url` — which
+/// fails if what was imported differs from what the code declares, and
+/// returns only once every name exists. Returns each service's password.
+pub(crate) async fn provision_broker(
+    amqp_url: &str,
+    namespace: &str,
+) -> anyhow::Result<HashMap<Service, String>> {
+    let topology = Topology::new(namespace)?;
+    let retries = RetryPolicy::parse(RETRY_DELAYS)?;
+    let mut passwords = HashMap::new();
+    let mut users: Vec<(BrokerUser, String)> = Vec::new();
+    for (user, _variable) in access::deployment_users(&topology, None) {
+        let service = Service::ALL
+            .into_iter()
+            .find(|s| access::service_user_name(&topology, s.name()) == user.name)
+            .ok_or_else(|| anyhow::anyhow!("no service for broker user {}", user.name))?;
+        let password = Uuid::now_v7().simple().to_string();
+        passwords.insert(service, password.clone());
+        users.push((user, password));
+    }
+    let definitions = access::definitions(&topology.plan(SUBSCRIPTIONS, &retries), &users);
+    rabbitmqctl_with(&["import_definitions"], Some(&definitions.to_string()), &[]).await?;
+    let connection = checkout_messaging::connect(amqp_url, "e2e provision")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the broker at {amqp_url}: {e}"))?;
+    let provisioned = topology
+        .provision(&connection, SUBSCRIPTIONS, &retries)
+        .await;
+    let _ = connection
+        .close(200, ShortString::from("provisioned"))
+        .await;
+    provisioned.map_err(|e| anyhow::anyhow!("cannot provision {namespace}: {e}"))?;
+    Ok(passwords)
+}
+
+/// Deletes the broker users of `namespace` (one per service); a user that
+/// was never created is no error.
+pub(crate) async fn delete_broker_users(namespace: &str) -> anyhow::Result<()> {
+    let topology = Topology::new(namespace)?;
+    // Concurrently: each `rabbitmqctl` call takes ~0.3 s.
+    let mut deletions = tokio::task::JoinSet::new();
+    for publisher in PUBLISHERS {
+        let user = access::service_user_name(&topology, publisher.service);
+        deletions.spawn(async move {
+            rabbitmqctl_with(&["delete_user", &user], None, &[EX_NOUSER]).await
+        });
+    }
+    while let Some(deleted) = deletions.join_next().await {
+        deleted??;
+    }
+    Ok(())
+}
+
+/// `rabbitmqctl`'s exit code for "no such user".
+const EX_NOUSER: i32 = 67;
 
 /// Terminates every backend connected to the databases whose names start
 /// with `prefix`, as `pg_terminate_backend` by an operator would. Returns
@@ -126,8 +215,8 @@ pub(crate) async fn drop_database(server_url: &str, name: &str) -> anyhow::Resul
     admin(server_url, sql).await
 }
 
-/// Deletes every exchange and queue of `namespace` (what each service
-/// declared at start: work, retry and dead-letter queues), messages included.
+/// Deletes every exchange and queue of `namespace` (what was provisioned
+/// and what each service declared at start), messages included.
 pub(crate) async fn delete_topology(amqp_url: &str, namespace: &str) -> anyhow::Result<()> {
     let topology = Topology::new(namespace)?;
     let retries = RetryPolicy::parse(RETRY_DELAYS)?;

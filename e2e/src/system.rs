@@ -7,8 +7,13 @@ use crate::binaries::{self, Binaries};
 use crate::otlp::OtlpReceiver;
 use crate::poll::Probe;
 use crate::process::{Environment, Exited, Service, ServiceProcess, free_port, tail};
-use crate::resources::{self, create_database, delete_topology, drop_database};
+use crate::resources::{
+    self, create_database, delete_broker_users, delete_topology, drop_database,
+};
 use anyhow::Context as _;
+use checkout_messaging::dead_letter::{self, DeadLetter};
+use lapin::types::ShortString;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use uuid::Uuid;
@@ -27,7 +32,9 @@ pub struct Options {
     /// allowed to create databases. Default `$E2E_POSTGRES_URL`, else
     /// `postgres://postgres@127.0.0.1:5432`.
     pub postgres_url: String,
-    /// The broker. Default `$E2E_AMQP_URL`, else
+    /// The broker, as an administrator: the harness provisions each
+    /// system's namespace and users with it (and `rabbitmqctl`), and the
+    /// services get users of their own. Default `$E2E_AMQP_URL`, else
     /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub amqp_url: String,
     /// `RUST_LOG` of every service. Default `$E2E_RUST_LOG`, else `info`.
@@ -93,6 +100,8 @@ pub struct System {
     log_dir: PathBuf,
     /// The databases created so far (so a failed start drops exactly those).
     databases: Vec<(Service, String)>,
+    /// Each service's broker password (its user is `<id>.<service>`).
+    broker_passwords: HashMap<Service, String>,
     processes: Vec<ServiceProcess>,
     stopped: bool,
 }
@@ -118,6 +127,7 @@ impl System {
             receiver: OtlpReceiver::start().await?,
             log_dir,
             databases: Vec::new(),
+            broker_passwords: HashMap::new(),
             processes: Vec::new(),
             stopped: false,
             options,
@@ -142,8 +152,16 @@ impl System {
             self.databases.push((service, name));
         }
 
-        // Start everything at once, as an orchestrator would: each service
-        // declares the whole topology itself, so the order does not matter.
+        // The broker first, as a deployment's administrator does: every
+        // queue exists before any service publishes (so Inventory's catalog
+        // waits in the Order queue), and each service gets a user of its
+        // own that may touch only its own names.
+        self.broker_passwords = resources::provision_broker(&self.options.amqp_url, &self.id)
+            .await
+            .context("cannot provision the broker namespace")?;
+
+        // Then everything at once, as an orchestrator would: the order
+        // does not matter.
         for service in Service::ALL {
             for replica in 0..self.options.replicas(service) {
                 let process = self.spawn(binaries, service, replica)?;
@@ -187,7 +205,7 @@ impl System {
             .map(|(_, name)| format!("{}/{name}", self.options.postgres_url))
             .context("no database for the service")?;
         let env = Environment {
-            amqp_url: self.options.amqp_url.clone(),
+            amqp_url: self.broker_url(service)?,
             broker_namespace: self.id.clone(),
             otlp_endpoint: self.receiver.endpoint().to_owned(),
             rust_log: self.options.rust_log.clone(),
@@ -288,6 +306,35 @@ impl System {
     /// This system's broker names.
     pub fn topology(&self) -> anyhow::Result<checkout_messaging::Topology> {
         Ok(checkout_messaging::Topology::new(self.id.as_str())?)
+    }
+
+    /// The broker URL `service` is started with: the administrator's URL
+    /// with the service's own user (`<id>.<service>`) and password.
+    pub fn broker_url(&self, service: Service) -> anyhow::Result<String> {
+        let password = self
+            .broker_passwords
+            .get(&service)
+            .context("the broker is not provisioned yet")?;
+        let user = checkout_messaging::access::service_user_name(&self.topology()?, service.name());
+        with_credentials(&self.options.amqp_url, &user, password)
+    }
+
+    /// The broker URL of the administrator the harness provisions with.
+    pub fn admin_broker_url(&self) -> &str {
+        &self.options.amqp_url
+    }
+
+    /// The messages in `service`'s dead-letter queue, left there (each is
+    /// fetched and given back), as `checkoutctl dlq list` shows them.
+    pub async fn dead_letters(&self, service: Service) -> anyhow::Result<Vec<DeadLetter>> {
+        let queue = self.topology()?.dead_letter_queue(service.name());
+        let connection = checkout_messaging::connect(&self.options.amqp_url, "e2e dead letters")
+            .await
+            .context("cannot connect to the broker")?;
+        let channel = connection.create_channel().await?;
+        let letters = dead_letter::peek(&channel, &queue, 1000).await;
+        let _ = connection.close(200, ShortString::from("done")).await;
+        Ok(letters?)
     }
 
     fn database_of(&self, service: Service) -> anyhow::Result<String> {
@@ -448,11 +495,33 @@ impl Drop for System {
     }
 }
 
-/// Deletes the broker names and drops the databases; returns what failed.
-/// Each step has a deadline, so an unreachable server cannot hang a test.
+/// `url` (`amqp://user:password@host…`) with `user` and `password` instead.
+fn with_credentials(url: &str, user: &str, password: &str) -> anyhow::Result<String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .with_context(|| format!("not a URL: {url}"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    // Names and passwords are [a-z0-9._] (the harness makes them): no
+    // percent-encoding needed.
+    Ok(format!("{scheme}://{user}:{password}@{host}{path}"))
+}
+
+/// Deletes the broker names and users and drops the databases; returns
+/// what failed. Each step has a deadline, so an unreachable server cannot
+/// hang a test.
 async fn cleanup(options: &Options, namespace: &str, databases: Vec<String>) -> Vec<String> {
     const STEP_TIMEOUT: Duration = Duration::from_secs(10);
     let mut failures = Vec::new();
+    match tokio::time::timeout(STEP_TIMEOUT, delete_broker_users(namespace)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => failures.push(format!("{error:#}")),
+        Err(_) => failures.push(format!(
+            "deleting the broker users of {namespace} timed out"
+        )),
+    }
     let topology = delete_topology(&options.amqp_url, namespace);
     match tokio::time::timeout(STEP_TIMEOUT, topology).await {
         Ok(Ok(())) => {}
@@ -491,4 +560,26 @@ fn logs_root() -> PathBuf {
         })
         .unwrap_or_else(std::env::temp_dir)
         .join("e2e-logs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_url_keeps_the_host_and_takes_its_own_credentials() {
+        for (admin, expected) in [
+            (
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                "amqp://ns.order:pw@127.0.0.1:5672/%2f",
+            ),
+            ("amqp://localhost:5672", "amqp://ns.order:pw@localhost:5672"),
+            ("amqps://a:b@broker/vh", "amqps://ns.order:pw@broker/vh"),
+        ] {
+            assert_eq!(
+                with_credentials(admin, "ns.order", "pw").expect("a URL"),
+                expected
+            );
+        }
+    }
 }

@@ -1,9 +1,13 @@
 //! The Docker Compose demo in `deploy/`, checked against the code without a
 //! Docker engine: the compose file is parsed strictly (`compose_spec`: an
 //! unknown key or condition is an error) and every name, port, variable,
-//! database, role and scrape target in it is compared with what the
-//! services, the init script and the Prometheus config really say.
+//! database, role, broker user and scrape target in it is compared with
+//! what the services, the init script, the broker definitions and the
+//! Prometheus config really say.
 
+use checkout_events::SUBSCRIPTIONS;
+use checkout_messaging::access;
+use checkout_messaging::{RetryPolicy, Topology};
 use checkout_runtime::ServiceInfo;
 use compose_spec::service::{Condition, Healthcheck, Restart, ports};
 use compose_spec::{Compose, Service, ShortOrLong};
@@ -75,7 +79,7 @@ fn raw_environment(service: &Service) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The root `.env`'s `NAME=value` lines (what compose substitutes).
+/// The root `.env`, as compose reads it: `NAME=value` lines, comments skipped.
 fn dot_env() -> BTreeMap<String, String> {
     read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.env"))
         .lines()
@@ -85,8 +89,14 @@ fn dot_env() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `value` with each `${NAME}` replaced by `.env`'s value (empty when
-/// `.env` has none, as compose does after its warning).
+/// [`interpolate`] with the root `.env`.
+fn interpolated(value: &str) -> String {
+    interpolate(value, &dot_env())
+}
+
+/// `value` with each `${NAME}` replaced by `.env`'s value, as compose
+/// interpolates it; a variable `.env` does not set fails the test (compose
+/// would only warn and use an empty value).
 fn interpolate(value: &str, dot_env: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
     let mut rest = value;
@@ -101,7 +111,10 @@ fn interpolate(value: &str, dot_env: &BTreeMap<String, String>) -> String {
             !name.contains([':', '-', '?']),
             "{value:?}: only plain ${{NAME}} is resolved here"
         );
-        out.push_str(dot_env.get(name).map_or("", String::as_str));
+        let set = dot_env
+            .get(name)
+            .unwrap_or_else(|| panic!("{value}: .env does not set {name}"));
+        out.push_str(set);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -245,7 +258,11 @@ fn each_service_gets_only_variables_its_code_reads_with_working_values() {
 
     for (info, own) in SERVICES {
         let service = service(&compose, info.name);
-        let env = environment(service);
+        let raw = raw_environment(service);
+        let env: BTreeMap<String, String> = raw
+            .iter()
+            .map(|(name, value)| (name.clone(), interpolated(value)))
+            .collect();
         let readable: BTreeSet<&str> = checkout_runtime::config::VARIABLES
             .iter()
             .chain(checkout_telemetry::VARIABLES)
@@ -324,11 +341,29 @@ fn each_service_gets_only_variables_its_code_reads_with_working_values() {
             "{}: password of {role} ({variable})",
             info.name
         );
-        // The broker user the broker was given; the collector a compose service.
+        // Its own broker user, with the password from .env that the
+        // broker's definitions get too; the collector a compose service.
         let (user, password, host, _, _) = url_parts(&config.amqp_url);
         assert_eq!(host, "rabbitmq", "{}", info.name);
-        assert_eq!(Some(&user), rabbitmq_env.get("RABBITMQ_DEFAULT_USER"));
-        assert_eq!(Some(&password), rabbitmq_env.get("RABBITMQ_DEFAULT_PASS"));
+        let topology = Topology::new(config.broker_namespace.as_str()).expect("a namespace");
+        assert_eq!(
+            user,
+            access::service_user_name(&topology, info.name),
+            "{}: its own broker user",
+            info.name
+        );
+        let variable = access::password_variable(info.name);
+        assert!(
+            raw["AMQP_URL"].contains(&format!("${{{variable}}}")),
+            "{}: the broker password comes from .env ({variable})",
+            info.name
+        );
+        assert_eq!(
+            rabbitmq_env.get(&variable).map(|v| interpolated(v)),
+            Some(password),
+            "{}: rabbitmq is given {variable}",
+            info.name
+        );
         let (_, _, host, port, _) = url_parts(&env["OTEL_EXPORTER_OTLP_ENDPOINT"]);
         assert_eq!(
             (host.as_str(), port),
@@ -523,4 +558,109 @@ fn every_file_the_compose_file_mounts_exists() {
             }
         }
     }
+}
+
+/// The users, permissions, topic permissions and topology in
+/// `deploy/rabbitmq/definitions.json` are exactly what the code makes for
+/// the demo's namespace and retry delays, with the passwords left to .env.
+#[test]
+fn the_broker_definitions_are_the_codes() {
+    let topology = Topology::new(Topology::DEFAULT_NAMESPACE).expect("the default namespace");
+    let users: Vec<(access::BrokerUser, String)> =
+        access::deployment_users(&topology, Some("operator"))
+            .into_iter()
+            .map(|(user, variable)| (user, format!("${{{variable}}}")))
+            .collect();
+    let plan = topology.plan(SUBSCRIPTIONS, &RetryPolicy::default());
+    let expected = access::definitions(&plan, &users);
+    let file: serde_json::Value =
+        serde_json::from_str(&read(&deploy("rabbitmq/definitions.json"))).expect("JSON");
+    assert!(
+        file == expected,
+        "deploy/rabbitmq/definitions.json is not what the code makes; regenerate it:\n  \
+         scripts/checkoutctl broker definitions --operator operator --password-placeholders \
+         > deploy/rabbitmq/definitions.json"
+    );
+    // Every password it names is one .env sets and compose hands the broker.
+    let compose = compose();
+    let rabbitmq_env = environment(service(&compose, "rabbitmq"));
+    let env = dot_env();
+    for (_, placeholder) in &users {
+        let variable = placeholder.trim_start_matches("${").trim_end_matches('}');
+        assert!(env.contains_key(variable), ".env sets {variable}");
+        assert_eq!(
+            rabbitmq_env.get(variable).map(String::as_str),
+            Some(placeholder.as_str()),
+            "rabbitmq gets {variable} from .env"
+        );
+    }
+}
+
+/// The broker loads the definitions at boot, after the passwords are
+/// filled in, and no longer seeds a default administrator.
+#[test]
+fn the_broker_loads_the_definitions_at_boot() {
+    let compose = compose();
+    let rabbitmq = service(&compose, "rabbitmq");
+    let env = environment(rabbitmq);
+    for seeded in ["RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"] {
+        assert!(
+            !env.contains_key(seeded),
+            "{seeded}: a node that loads definitions ignores it"
+        );
+    }
+    let mounts: BTreeMap<PathBuf, PathBuf> =
+        compose_spec::service::volumes::into_long_iter(rabbitmq.volumes.clone())
+            .filter_map(|mount| match mount {
+                compose_spec::service::volumes::Mount::Bind(bind) => Some((
+                    bind.common.target.as_path().to_path_buf(),
+                    bind.source.as_path().to_path_buf(),
+                )),
+                _ => None,
+            })
+            .collect();
+    let conf = read(&deploy("rabbitmq/20-checkout.conf"));
+    let loaded = conf
+        .lines()
+        .find_map(|line| line.strip_prefix("load_definitions = "))
+        .expect("20-checkout.conf sets load_definitions");
+    assert_eq!(
+        mounts.get(Path::new("/etc/rabbitmq/conf.d/20-checkout.conf")),
+        Some(&PathBuf::from("./rabbitmq/20-checkout.conf"))
+    );
+    assert_eq!(
+        mounts.get(Path::new("/etc/checkout/definitions.json")),
+        Some(&PathBuf::from("./rabbitmq/definitions.json"))
+    );
+    assert_eq!(
+        mounts.get(Path::new("/etc/checkout/render-definitions.sh")),
+        Some(&PathBuf::from("./rabbitmq/render-definitions.sh"))
+    );
+    let script = read(&deploy("rabbitmq/render-definitions.sh"));
+    assert!(
+        script.contains(&format!("DEFINITIONS_OUT:-{loaded}}}")),
+        "render-definitions.sh writes where the broker loads from ({loaded})"
+    );
+    let command = format!("{:?}", rabbitmq.command);
+    assert!(
+        command.contains("/etc/checkout/render-definitions.sh")
+            && command.contains("docker-entrypoint.sh")
+            && command.contains("rabbitmq-server"),
+        "rabbitmq renders the definitions, then starts as the image does: {command}"
+    );
+}
+
+/// A service's events carry its binary's name as their `source`, and
+/// consumers dead-letter an event whose source is not its owner's: a
+/// renamed binary would have every event it publishes refused.
+#[test]
+fn each_service_publishes_under_the_source_that_owns_its_events() {
+    for (info, _) in SERVICES {
+        let publisher = checkout_events::PUBLISHERS
+            .iter()
+            .find(|p| p.service == info.name)
+            .unwrap_or_else(|| panic!("{} is not among the publishers", info.name));
+        assert_eq!(publisher.source, info.binary, "{}", info.name);
+    }
+    assert_eq!(checkout_events::PUBLISHERS.len(), SERVICES.len());
 }

@@ -13,6 +13,7 @@
 //! with a deadline) and only then asserts on it.
 
 mod faults;
+mod forged;
 mod outcomes;
 mod rejected;
 mod replicas;

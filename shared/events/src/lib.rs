@@ -19,9 +19,9 @@ mod values;
 
 pub use envelope::{DecodeError, Envelope, Event};
 pub use payloads::{
-    EVENT_TYPES, InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled,
-    OrderConfirmed, OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated,
-    ROUTING_KEYS, ReservedItem, event_type_label,
+    EVENTS, InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
+    OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated, ReservedItem,
+    event_type_label,
 };
-pub use routing::{SUBSCRIPTIONS, Subscription};
+pub use routing::{PUBLISHERS, Publisher, SUBSCRIPTIONS, Subscription, owner_of};
 pub use values::{Currency, LineItem, Money, MoneyError, OrderId, Quantity, Sku, ValueError};

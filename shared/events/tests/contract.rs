@@ -73,3 +73,13 @@ fn every_service_claims_what_its_queue_is_bound_to() {
     );
     assert_eq!(claimed("email"), ["OrderConfirmed", "OrderCancelled"]);
 }
+
+#[test]
+fn every_fixture_comes_from_the_owner_of_its_type() {
+    for fixture in FIXTURES {
+        let envelope = fixture.envelope_with(|_| {});
+        let owner = checkout_events::owner_of(&envelope.event_type)
+            .unwrap_or_else(|| panic!("{} has no owner", envelope.event_type));
+        assert_eq!(envelope.source, owner.source, "{}", envelope.event_type);
+    }
+}

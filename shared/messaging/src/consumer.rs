@@ -7,10 +7,16 @@
 //! 2. opens a CONSUMER span whose parent is the producer's context from the
 //!    message headers, so the handler's work and the events it emits join
 //!    the producer's trace;
-//! 3. in one transaction inserts `processed_events (event_id, handler)` and
+//! 3. refuses an event whose envelope `source` is not the owner of its
+//!    `type` ([`checkout_events::owner_of`]): it is dead-lettered at once
+//!    with reason `forbidden` and changes nothing. The broker already lets
+//!    each service's user publish only its own routing keys; this is the
+//!    second lock, against a message published with some other
+//!    credentials (an operator's, a replay, a misconfigured user);
+//! 4. in one transaction inserts `processed_events (event_id, handler)` and
 //!    runs the [`Handler`]; a conflict on that insert means the event was
 //!    already applied, so it is acked and nothing else happens;
-//! 4. acks only after the commit.
+//! 5. acks only after the commit.
 //!
 //! Failures are of three kinds, and only a failure of the handler itself
 //! costs the message an attempt:
@@ -31,7 +37,10 @@
 //!
 //! Deliveries and acks use one broker connection; retries and dead letters
 //! are published on another (the relay's), so a broker that blocks
-//! publishers (a memory or disk alarm) does not also stop acks.
+//! publishers (a memory or disk alarm) does not also stop acks. Retries go
+//! to the service's own retry exchange and dead letters to its own
+//! dead-letter exchange — never through the default exchange, which the
+//! service's broker user may not write to (see [`crate::topology`]).
 //!
 //! Deliveries are handled concurrently, bounded by the prefetch count, so a
 //! slow handler for one order does not hold up the others. Handlers that
@@ -241,7 +250,7 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// When transient failures are retried; the delay queues must have been
-    /// declared for the same policy ([`Topology::declare_retries`]).
+    /// declared for the same policy ([`Topology::declare_own`]).
     pub fn with_retries(mut self, retries: RetryPolicy) -> Self {
         self.retries = retries;
         self
@@ -370,6 +379,17 @@ impl<H: Handler> Consumer<H> {
 
         let span = self.consumer_span(&delivery, &envelope);
         async {
+            if let Some(why) = forged(&envelope) {
+                tracing::warn!(
+                    event_type = %envelope.event_type,
+                    source = %envelope.source,
+                    "{why}; dead-lettering"
+                );
+                let verdict = Verdict::DeadLetter(Reason::Forbidden, why);
+                self.settle(session, &delivery, verdict, &envelope.event_type)
+                    .await;
+                return;
+            }
             let Some(applied) = self.apply_when_available(session, &envelope).await else {
                 // Shutdown during an outage: the broker redelivers it.
                 return;
@@ -506,9 +526,11 @@ impl<H: Handler> Consumer<H> {
                     i64::from(retries_so_far) + 1,
                 );
                 set_str(&mut headers, dead_letter::ERROR, &truncate(&error));
+                let exchange = self.topology.retry_exchange(&self.service);
                 let queue = self.topology.retry_queue(&self.service, delay);
                 tracing::warn!(%error, retry = retries_so_far + 1, ?delay, "transient failure; retrying later");
-                self.forward(session, delivery, &queue, headers).await;
+                self.forward(session, delivery, &exchange, &queue, headers)
+                    .await;
                 metrics::counter!(MESSAGE_RETRIES, "event_type" => event_type.to_owned())
                     .increment(1);
                 "retried"
@@ -525,8 +547,10 @@ impl<H: Handler> Consumer<H> {
                 );
                 set_str(&mut headers, dead_letter::FAILED_AT, &now_rfc3339());
                 tracing::error!(%error, reason = reason.as_str(), "dead-lettering");
+                let exchange = self.topology.dead_letter_exchange(&self.service);
                 let queue = self.topology.dead_letter_queue(&self.service);
-                self.forward(session, delivery, &queue, headers).await;
+                self.forward(session, delivery, &exchange, &queue, headers)
+                    .await;
                 metrics::counter!(MESSAGES_DEAD_LETTERED, "reason" => reason.as_str()).increment(1);
                 "dead_lettered"
             }
@@ -536,7 +560,7 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// The delivery's headers plus where it was first published, which a
-    /// retry (routed through the default exchange) would otherwise lose.
+    /// retry (routed through the service's retry exchange) would otherwise lose.
     fn carried_headers(&self, delivery: &Delivery) -> FieldTable {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         if !headers.contains_key(dead_letter::ORIGINAL_ROUTING_KEY) {
@@ -554,22 +578,30 @@ impl<H: Handler> Consumer<H> {
         headers
     }
 
-    /// Puts a copy of the delivery in `queue`, then acks the original. If
-    /// the copy is refused, the original is rejected instead, which the work
-    /// queue dead-letters; if the broker does not answer in time (it blocks
-    /// publishers during an alarm), the original goes back to its queue to
-    /// be handled again. Nothing is lost either way.
+    /// Puts a copy of the delivery in `queue` through `exchange` (one of the
+    /// service's own, bound to `queue` by its name), then acks the
+    /// original. If the copy is refused, the original is rejected instead,
+    /// which the work queue dead-letters; if the broker does not answer in
+    /// time (it blocks publishers during an alarm), the original goes back
+    /// to its queue to be handled again. Nothing is lost either way.
     async fn forward(
         &self,
         session: &Session,
         delivery: &Delivery,
+        exchange: &str,
         queue: &str,
         headers: FieldTable,
     ) {
         let properties = delivery.properties.clone().with_headers(headers);
         let published = tokio::time::timeout(
             self.forward_timeout,
-            publish_confirmed(&session.publisher, "", queue, &delivery.data, properties),
+            publish_confirmed(
+                &session.publisher,
+                exchange,
+                queue,
+                &delivery.data,
+                properties,
+            ),
         )
         .await;
         match published {
@@ -622,6 +654,19 @@ impl<H: Handler> Consumer<H> {
         adopt_parent(&span, parent);
         span
     }
+}
+
+/// Why `envelope` is refused as forged: its `source` is not the service
+/// that owns its `type`. `None` for an event from its owner, and for a type
+/// this code does not know (which no handler acts on).
+fn forged(envelope: &Envelope) -> Option<String> {
+    let owner = checkout_events::owner_of(&envelope.event_type)?;
+    (envelope.source != owner.source).then(|| {
+        format!(
+            "forbidden: {} is published only by {}, this one says it comes from {:?}",
+            envelope.event_type, owner.source, envelope.source
+        )
+    })
 }
 
 async fn ack(delivery: &Delivery) {

@@ -31,7 +31,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
 use std::time::Duration;
 
-/// Why the message was dead-lettered: `poison`, `rejected` or `exhausted`.
+/// Why the message was dead-lettered: `poison`, `rejected`, `exhausted` or
+/// `forbidden`.
 pub const REASON: &str = "x-dead-letter-reason";
 /// The last error, as text.
 pub const ERROR: &str = "x-error";
@@ -81,6 +82,9 @@ pub enum Reason {
     Rejected,
     /// It failed transiently on every attempt.
     Exhausted,
+    /// Its envelope's `source` is not the owner of its event type: a forged
+    /// or misrouted event. Never applied, never retried.
+    Forbidden,
 }
 
 impl Reason {
@@ -90,6 +94,7 @@ impl Reason {
             Reason::Poison => "poison",
             Reason::Rejected => "rejected",
             Reason::Exhausted => "exhausted",
+            Reason::Forbidden => "forbidden",
         }
     }
 }
@@ -128,8 +133,9 @@ pub(crate) fn set_int(headers: &mut FieldTable, key: &str, value: i64) {
     headers.insert(ShortString::from(key), AMQPValue::LongLongInt(value));
 }
 
-/// Publishes `body` to the default exchange with `routing_key` (a queue
-/// name) and waits for the broker's confirm. `channel` must be in confirm mode.
+/// Publishes `body` to `exchange` with `routing_key` (a mandatory publish:
+/// unroutable is a failure) and waits for the broker's confirm. `channel`
+/// must be in confirm mode.
 pub(crate) async fn publish_confirmed(
     channel: &Channel,
     exchange: &str,
@@ -385,9 +391,10 @@ pub struct NotReplayed {
 }
 
 /// Sends the dead letters of `subscription.service` that `select` picks
-/// back to that service's own queue — through the default exchange, so no
-/// other subscriber of the event sees it again — and removes each from the
-/// dead-letter queue once the broker confirmed the publish.
+/// back to that service's own queue — through the service's retry
+/// exchange, which routes the work queue's name to the work queue only, so
+/// no other subscriber of the event sees it again — and removes each from
+/// the dead-letter queue once the broker confirmed the publish.
 ///
 /// A message is replayed only if its original routing key (see
 /// [`DeadLetter::original_route`]) is one the service is bound to; others
@@ -437,7 +444,14 @@ pub async fn replay(
             )),
             Some(route) => {
                 let properties = replay_properties(&letter, &route);
-                publish_confirmed(channel, "", &work_queue, &letter.body, properties).await
+                publish_confirmed(
+                    channel,
+                    &topology.retry_exchange(subscription.service),
+                    &work_queue,
+                    &letter.body,
+                    properties,
+                )
+                .await
             }
         };
         match sent {

@@ -1,6 +1,9 @@
 //! The messaging machinery of the checkout, written once for every service:
 //!
-//! - [`topology`]: the exchanges, queues and bindings, declared idempotently;
+//! - [`topology`]: the exchanges, queues and bindings, provisioned by an
+//!   administrator and declared idempotently by each service for its own names;
+//! - [`access`]: the broker user of each service and what it may do, and the
+//!   broker definitions that provision a deployment;
 //! - [`outbox`]: events written in the caller's transaction, with the trace
 //!   context of the span that wrote them;
 //! - [`relay`]: publishes committed outbox rows with publisher confirms;
@@ -22,6 +25,7 @@
 //!
 //! [`Envelope`]: checkout_events::Envelope
 
+pub mod access;
 pub mod consumer;
 pub mod dead_letter;
 pub mod depth;
@@ -39,7 +43,7 @@ pub use outbox::{Cause, Outbox};
 pub use relay::{Relay, RelayError, wake_relays};
 pub use retention::Retention;
 pub use retry::RetryPolicy;
-pub use topology::{InvalidNamespace, QueueState, Topology};
+pub use topology::{DeclareError, InvalidNamespace, Plan, QueueState, Topology};
 
 use lapin::types::LongString;
 use lapin::{Connection, ConnectionProperties};

@@ -1,9 +1,9 @@
 //! How often and how late a transiently failed message is tried again.
 //!
 //! Retries go through per-service delay queues (see
-//! [`Topology::declare_retries`](crate::Topology::declare_retries)): the
-//! failed delivery is acked and a copy waits in the queue for its delay,
-//! whose TTL then dead-letters it back to the work queue. So the messages
+//! [`Topology::own_plan`](crate::Topology::own_plan)): the failed delivery
+//! is acked and a copy waits in the queue for its delay, whose TTL then
+//! dead-letters it back to the work queue. So the messages
 //! behind a failing one keep flowing while it waits.
 
 use std::fmt;

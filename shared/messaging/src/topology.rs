@@ -1,13 +1,43 @@
-//! The broker topology: one durable topic exchange for all events, a quorum
-//! queue per service bound to the routing keys it consumes, a dead-letter
-//! queue per service, and an alternate exchange that keeps unroutable
-//! messages instead of dropping them.
+//! The broker topology: every exchange, queue and binding of the checkout,
+//! with its exact arguments, described once ([`Plan`]) and declared from
+//! that description by the administrator ([`Topology::provision`]) and by
+//! each service for its own names ([`Topology::declare_own`]). The broker
+//! definitions of a deployment ([`crate::access::definitions`]) are made
+//! from the same plan.
 //!
-//! Every service declares the whole topology at start. Declaring is
-//! idempotent, and declaring the other services' queues too means an event
-//! published before its consumer first started waits in that consumer's
-//! queue (this is how the Order service learns the catalog whatever order
-//! the services start in).
+//! The shape:
+//!
+//! - one durable topic exchange for all events, `<ns>.events`, whose
+//!   alternate exchange `<ns>.unroutable` keeps what no binding matched;
+//! - per service: a quorum work queue `<ns>.<service>` bound to the routing
+//!   keys it consumes, a dead-letter queue `<ns>.<service>.dlq`, delay
+//!   queues `<ns>.<service>.retry.<delay>`, and two exchanges of its own:
+//!   `<ns>.<service>.retry` (into a delay queue, and from it back to the
+//!   work queue) and `<ns>.<service>.dead-letter` (into the DLQ; the work
+//!   queue's dead-letter exchange too).
+//!
+//! **Nothing publishes to the default exchange.** Publishing there needs
+//! write permission on `amq.default`, which would let a service put
+//! anything into any queue by name, another service's included. A
+//! service's retries and dead letters go through its own exchanges, each
+//! bound to its own queues only, so its broker user needs write permission
+//! on nothing but the events exchange (topic-restricted) and its own names
+//! (see [`crate::access`]). Dead-lettering done by the broker itself (a
+//! delay queue's TTL, a work queue's delivery limit) needs no permission of
+//! the user who published the message.
+//!
+//! **Who declares what.** A service's user may not declare the shared
+//! exchanges or another service's queue, yet an event published before its
+//! consumer first ran must wait in that consumer's queue (this is how the
+//! Order service learns the catalog whatever order the services start in).
+//! So an administrator provisions the whole plan before the services start
+//! (`checkoutctl broker provision`, a definitions file at broker boot, the
+//! test harnesses); each service then checks that the events exchange is
+//! there and declares its own names again (idempotent, and a check that
+//! what was provisioned has the arguments this version expects). The
+//! bindings from the events exchange are the administrator's alone: a
+//! service cannot read from the events exchange, so it cannot bind its
+//! queue to keys it was not given.
 //!
 //! Two queues carry arguments that settle what the broker does when they
 //! fill or are read many times, the same way on RabbitMQ 3.10 and 4.x:
@@ -27,9 +57,11 @@
 //!
 //! A broker keeps a queue's arguments from its first declaration, and
 //! declaring it again with others fails with `PRECONDITION_FAILED`, which
-//! closes the channel. [`Topology::declare_on`] copes with a dead-letter or
-//! unroutable queue left by an older version: it logs one warning naming
-//! the queue and what to do, and goes on (on a new channel) with the rest.
+//! closes the channel. A dead-letter or unroutable queue left by an older
+//! version is kept as it is, with one warning naming the queue and what to
+//! do, and declaring goes on (on a new channel) with the rest. A work
+//! queue with other arguments stops the declaration: its dead-letter
+//! target decides where failed messages go, and must be this version's.
 
 use crate::retry::{DelayName, RetryPolicy};
 use checkout_events::Subscription;
@@ -49,6 +81,10 @@ pub struct InvalidNamespace(pub String);
 
 /// Names every exchange and queue under one namespace, so that several
 /// systems (or parallel tests) can share a broker without meeting.
+///
+/// Namespaces must not nest: with `shop` and `shop.order` on one broker,
+/// `shop.order.events` would be both the second one's exchange and a name
+/// of the first one's Order service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     namespace: String,
@@ -67,6 +103,75 @@ pub enum QueueState {
     Missing,
 }
 
+/// Every exchange, queue and binding of a topology (or of one service's
+/// part of it), with the exact arguments, in an order that can be declared
+/// as listed: exchanges, then queues, then bindings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// The exchanges, all durable.
+    pub exchanges: Vec<ExchangeSpec>,
+    /// The queues, all durable.
+    pub queues: Vec<QueueSpec>,
+    /// The bindings of queues to exchanges.
+    pub bindings: Vec<BindingSpec>,
+}
+
+/// One durable exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeSpec {
+    /// Its name.
+    pub name: String,
+    /// `topic`, `direct` or `fanout`.
+    pub kind: ExchangeKind,
+    /// Its arguments (`alternate-exchange` on the events exchange).
+    pub arguments: FieldTable,
+}
+
+/// One durable queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec {
+    /// Its name.
+    pub name: String,
+    /// Its arguments, queue type included (none means a classic queue).
+    pub arguments: FieldTable,
+    /// Whether a queue of this name left by an older version with other
+    /// arguments is kept as it is (dead-letter and unroutable queues:
+    /// replacing them would drop what they hold) rather than an error.
+    pub kept_if_legacy: bool,
+}
+
+/// One binding of a queue to an exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingSpec {
+    /// The exchange.
+    pub exchange: String,
+    /// The queue.
+    pub queue: String,
+    /// The routing key (a pattern, on the topic exchange).
+    pub routing_key: String,
+}
+
+/// Why a service could not declare its part of the topology.
+#[derive(Debug, thiserror::Error)]
+pub enum DeclareError {
+    /// The administrator's part is missing: the events exchange does not
+    /// exist.
+    #[error(
+        "the exchange {exchange} does not exist: the broker has not been provisioned for \
+         namespace {namespace:?} (`checkoutctl broker provision`, or the deployment's definitions)"
+    )]
+    NotProvisioned {
+        /// The missing exchange.
+        exchange: String,
+        /// The namespace.
+        namespace: String,
+    },
+    /// The broker refused a declaration (a queue with other arguments, a
+    /// permission the service's user lacks) or the connection failed.
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+}
+
 impl Topology {
     /// The namespace of the demo: its exchange is `checkout.events`.
     pub const DEFAULT_NAMESPACE: &'static str = "checkout";
@@ -80,6 +185,11 @@ impl Topology {
     /// `i32::MAX` rather than RabbitMQ 4's "-1 = unlimited", which 3.10
     /// accepts too but reads as a limit already passed.
     pub const DEAD_LETTER_DELIVERY_LIMIT: i32 = i32::MAX;
+
+    /// The `x-delivery-limit` of every work queue: a message redelivered
+    /// this often (a consumer that crashes on it every time) is
+    /// dead-lettered by the broker instead of cycling forever.
+    pub const WORK_DELIVERY_LIMIT: i32 = 20;
 
     /// How many messages the unroutable queue holds before the broker
     /// refuses (nacks) further unroutable publishes.
@@ -98,6 +208,11 @@ impl Topology {
         } else {
             Err(InvalidNamespace(namespace))
         }
+    }
+
+    /// The namespace every name starts with.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// The topic exchange every event is published to.
@@ -120,13 +235,24 @@ impl Topology {
         format!("{}.{service}.retry.{}", self.namespace, DelayName(delay))
     }
 
+    /// `service`'s own direct exchange for retries: a message published
+    /// with a delay queue's name as routing key waits there; one published
+    /// (or dead-lettered by a delay queue) with the work queue's name goes
+    /// back to the work queue. Bound to nothing but `service`'s queues.
+    pub fn retry_exchange(&self, service: &str) -> String {
+        format!("{}.{service}.retry", self.namespace)
+    }
+
+    /// `service`'s own direct exchange for dead letters, bound only to its
+    /// dead-letter queue (routing key: the DLQ's name); also the work
+    /// queue's dead-letter exchange.
+    pub fn dead_letter_exchange(&self, service: &str) -> String {
+        format!("{}.{service}.dead-letter", self.namespace)
+    }
+
     /// The exchange (and queue) that keeps messages no binding matched.
     pub fn unroutable(&self) -> String {
         format!("{}.unroutable", self.namespace)
-    }
-
-    fn dead_letter_exchange(&self) -> String {
-        format!("{}.dead-letter", self.namespace)
     }
 
     /// The arguments every dead-letter queue is declared with (queue type
@@ -156,134 +282,217 @@ impl Topology {
         args
     }
 
-    /// Declares everything `subscriptions` needs on `channel`. Safe to run
-    /// concurrently and repeatedly.
-    ///
-    /// A dead-letter or unroutable queue left by an older version with other
-    /// arguments makes this fail (after a warning naming the queue): the
-    /// broker has closed `channel` by then. [`Topology::declare_on`] goes on
-    /// instead.
-    pub async fn declare(
-        &self,
-        channel: &Channel,
-        subscriptions: &[Subscription],
-    ) -> Result<(), lapin::Error> {
-        let mut declarer = Declarer {
-            connection: None,
-            channel: channel.clone(),
-        };
-        self.declare_all(&mut declarer, subscriptions).await
+    /// The arguments of `service`'s work queue: quorum; what the broker
+    /// dead-letters (a reject, the delivery limit passed) goes to the
+    /// service's own dead-letter exchange and from there to its DLQ.
+    pub fn work_queue_arguments(&self, service: &str) -> FieldTable {
+        let mut args = quorum();
+        set_str(
+            &mut args,
+            "x-dead-letter-exchange",
+            &self.dead_letter_exchange(service),
+        );
+        set_str(
+            &mut args,
+            "x-dead-letter-routing-key",
+            &self.dead_letter_queue(service),
+        );
+        args.insert(
+            ShortString::from("x-delivery-limit"),
+            AMQPValue::LongInt(Self::WORK_DELIVERY_LIMIT),
+        );
+        args
     }
 
-    /// Declares everything `subscriptions` needs on channels of its own
-    /// from `connection`, and closes them. Like [`Topology::declare`],
-    /// except that a dead-letter or unroutable queue left by an older
+    /// The arguments of `service`'s delay queue for `delay`: a classic
+    /// queue whose messages expire after `delay` and are then dead-lettered
+    /// by the broker through the service's retry exchange back to its work
+    /// queue. (Every message in one has the same TTL, so they expire in
+    /// order at the head, which is all a delay needs.)
+    pub fn retry_queue_arguments(&self, service: &str, delay: Duration) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert(
+            ShortString::from("x-message-ttl"),
+            AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+        );
+        set_str(
+            &mut args,
+            "x-dead-letter-exchange",
+            &self.retry_exchange(service),
+        );
+        set_str(&mut args, "x-dead-letter-routing-key", &self.queue(service));
+        args
+    }
+
+    /// Everything of `service`'s own: its two exchanges, its work, delay
+    /// and dead-letter queues, and the bindings among them. What its broker
+    /// user may declare, and what [`Topology::declare_own`] declares. The
+    /// work queue's bindings to the events exchange are not in it.
+    pub fn own_plan(&self, service: &str, retries: &RetryPolicy) -> Plan {
+        let work = self.queue(service);
+        let dead_letters = self.dead_letter_queue(service);
+        let retry_exchange = self.retry_exchange(service);
+        let dead_letter_exchange = self.dead_letter_exchange(service);
+        let mut plan = Plan {
+            exchanges: vec![
+                ExchangeSpec {
+                    name: retry_exchange.clone(),
+                    kind: ExchangeKind::Direct,
+                    arguments: FieldTable::default(),
+                },
+                ExchangeSpec {
+                    name: dead_letter_exchange.clone(),
+                    kind: ExchangeKind::Direct,
+                    arguments: FieldTable::default(),
+                },
+            ],
+            queues: vec![
+                QueueSpec {
+                    name: dead_letters.clone(),
+                    arguments: Self::dead_letter_queue_arguments(),
+                    kept_if_legacy: true,
+                },
+                QueueSpec {
+                    name: work.clone(),
+                    arguments: self.work_queue_arguments(service),
+                    kept_if_legacy: false,
+                },
+            ],
+            bindings: vec![
+                BindingSpec {
+                    exchange: dead_letter_exchange,
+                    queue: dead_letters.clone(),
+                    routing_key: dead_letters,
+                },
+                BindingSpec {
+                    exchange: retry_exchange.clone(),
+                    queue: work.clone(),
+                    routing_key: work,
+                },
+            ],
+        };
+        for delay in retries.delays() {
+            let queue = self.retry_queue(service, *delay);
+            plan.queues.push(QueueSpec {
+                name: queue.clone(),
+                arguments: self.retry_queue_arguments(service, *delay),
+                kept_if_legacy: false,
+            });
+            plan.bindings.push(BindingSpec {
+                exchange: retry_exchange.clone(),
+                queue: queue.clone(),
+                routing_key: queue,
+            });
+        }
+        plan
+    }
+
+    /// The whole topology for `subscriptions`, each service with delay
+    /// queues for `retries`: the events and unroutable exchanges, the
+    /// unroutable queue, every service's [own plan](Topology::own_plan) and
+    /// its work queue's bindings to the events exchange.
+    pub fn plan(&self, subscriptions: &[Subscription], retries: &RetryPolicy) -> Plan {
+        let exchange = self.exchange();
+        let unroutable = self.unroutable();
+        let mut events_arguments = FieldTable::default();
+        set_str(&mut events_arguments, "alternate-exchange", &unroutable);
+        let mut plan = Plan {
+            exchanges: vec![
+                // Before the events exchange, which names it.
+                ExchangeSpec {
+                    name: unroutable.clone(),
+                    kind: ExchangeKind::Fanout,
+                    arguments: FieldTable::default(),
+                },
+                ExchangeSpec {
+                    name: exchange.clone(),
+                    kind: ExchangeKind::Topic,
+                    arguments: events_arguments,
+                },
+            ],
+            queues: vec![QueueSpec {
+                name: unroutable.clone(),
+                arguments: Self::unroutable_queue_arguments(),
+                kept_if_legacy: true,
+            }],
+            bindings: vec![BindingSpec {
+                exchange: unroutable.clone(),
+                queue: unroutable,
+                routing_key: String::new(),
+            }],
+        };
+        for subscription in subscriptions {
+            let own = self.own_plan(subscription.service, retries);
+            plan.exchanges.extend(own.exchanges);
+            plan.queues.extend(own.queues);
+            plan.bindings.extend(own.bindings);
+            let work = self.queue(subscription.service);
+            plan.bindings
+                .extend(subscription.routing_keys.iter().map(|key| BindingSpec {
+                    exchange: exchange.clone(),
+                    queue: work.clone(),
+                    routing_key: (*key).to_owned(),
+                }));
+        }
+        plan
+    }
+
+    /// Declares the whole [plan](Topology::plan) on channels of its own
+    /// from `connection` — an administrator's: it declares the shared
+    /// exchanges and every service's queues. Safe to run concurrently and
+    /// repeatedly. A dead-letter or unroutable queue left by an older
     /// version with other arguments is kept as it is, with one warning that
-    /// names it and says how to replace it, and declaring goes on.
-    pub async fn declare_on(
+    /// names it and says how to replace it, and declaring goes on; any
+    /// other difference fails (`PRECONDITION_FAILED`).
+    pub async fn provision(
         &self,
         connection: &Connection,
         subscriptions: &[Subscription],
+        retries: &RetryPolicy,
     ) -> Result<(), lapin::Error> {
-        let mut declarer = Declarer {
-            connection: Some(connection),
-            channel: connection.create_channel().await?,
-        };
-        let declared = self.declare_all(&mut declarer, subscriptions).await;
-        let _ = declarer
-            .channel
-            .close(200, ShortString::from("topology declared"))
-            .await;
-        declared
+        declare_plan(connection, &self.plan(subscriptions, retries)).await
     }
 
-    async fn declare_all(
+    /// What a service declares at start with its own broker user: checks
+    /// (passively) that the events exchange exists, then declares
+    /// `service`'s [own plan](Topology::own_plan) with delay queues for
+    /// `retries` — idempotent, and a check that the provisioned queues have
+    /// this version's arguments. It declares nothing the service's user may
+    /// not: no shared exchange, no other service's name, no binding from
+    /// the events exchange.
+    pub async fn declare_own(
         &self,
-        declarer: &mut Declarer<'_>,
-        subscriptions: &[Subscription],
-    ) -> Result<(), lapin::Error> {
-        let durable_exchange = ExchangeDeclareOptions {
-            durable: true,
+        connection: &Connection,
+        service: &str,
+        retries: &RetryPolicy,
+    ) -> Result<(), DeclareError> {
+        let exchange = self.exchange();
+        let probe = connection.create_channel().await?;
+        let passive = ExchangeDeclareOptions {
+            passive: true,
             ..ExchangeDeclareOptions::default()
         };
-
-        let unroutable = self.unroutable();
-        declarer
-            .channel
-            .exchange_declare(
-                name(&unroutable),
-                ExchangeKind::Fanout,
-                durable_exchange,
-                FieldTable::default(),
-            )
-            .await?;
-        declarer
-            .declare_kept_queue(&unroutable, Self::unroutable_queue_arguments())
-            .await?;
-        bind(&declarer.channel, &unroutable, &unroutable, "").await?;
-
-        let mut exchange_args = FieldTable::default();
-        exchange_args.insert(
-            ShortString::from("alternate-exchange"),
-            AMQPValue::LongString(LongString::from(unroutable.as_str())),
-        );
-        let exchange = self.exchange();
-        declarer
-            .channel
+        match probe
             .exchange_declare(
                 name(&exchange),
                 ExchangeKind::Topic,
-                durable_exchange,
-                exchange_args,
-            )
-            .await?;
-
-        let dead_letter_exchange = self.dead_letter_exchange();
-        declarer
-            .channel
-            .exchange_declare(
-                name(&dead_letter_exchange),
-                ExchangeKind::Direct,
-                durable_exchange,
+                passive,
                 FieldTable::default(),
             )
-            .await?;
-
-        for subscription in subscriptions {
-            let queue = self.queue(subscription.service);
-            let dead_letters = self.dead_letter_queue(subscription.service);
-            declarer
-                .declare_kept_queue(&dead_letters, Self::dead_letter_queue_arguments())
-                .await?;
-            bind(
-                &declarer.channel,
-                &dead_letters,
-                &dead_letter_exchange,
-                &queue,
-            )
-            .await?;
-
-            // A message the consumer rejects goes to the DLQ, routed by the
-            // queue's own name; the delivery limit stops a message that
-            // keeps failing from cycling forever.
-            let mut args = quorum();
-            args.insert(
-                ShortString::from("x-dead-letter-exchange"),
-                AMQPValue::LongString(LongString::from(dead_letter_exchange.as_str())),
-            );
-            args.insert(
-                ShortString::from("x-dead-letter-routing-key"),
-                AMQPValue::LongString(LongString::from(queue.as_str())),
-            );
-            args.insert(
-                ShortString::from("x-delivery-limit"),
-                AMQPValue::LongInt(20),
-            );
-            declare_queue(&declarer.channel, &queue, args).await?;
-            for routing_key in subscription.routing_keys {
-                bind(&declarer.channel, &queue, &exchange, routing_key).await?;
+            .await
+        {
+            Ok(()) => {
+                let _ = probe.close(200, ShortString::from("checked")).await;
             }
+            Err(error) if soft_error(&error) == Some(AMQPSoftError::NOTFOUND) => {
+                return Err(DeclareError::NotProvisioned {
+                    exchange,
+                    namespace: self.namespace.clone(),
+                });
+            }
+            Err(error) => return Err(error.into()),
         }
+        declare_plan(connection, &self.own_plan(service, retries)).await?;
         Ok(())
     }
 
@@ -328,97 +537,94 @@ impl Topology {
         }
     }
 
-    /// Declares `service`'s delay queues, one per delay of `retries`: a
-    /// message waits there for the queue's TTL, then is dead-lettered back
-    /// to the work queue through the default exchange. Only the service
-    /// itself declares them, so replicas with the same policy agree.
-    pub async fn declare_retries(
-        &self,
-        channel: &Channel,
-        service: &str,
-        retries: &RetryPolicy,
-    ) -> Result<(), lapin::Error> {
-        let work_queue = self.queue(service);
-        for delay in retries.delays() {
-            let mut args = FieldTable::default();
-            args.insert(
-                ShortString::from("x-message-ttl"),
-                AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
-            );
-            args.insert(
-                ShortString::from("x-dead-letter-exchange"),
-                AMQPValue::LongString(LongString::from("")),
-            );
-            args.insert(
-                ShortString::from("x-dead-letter-routing-key"),
-                AMQPValue::LongString(LongString::from(work_queue.as_str())),
-            );
-            // Classic queues: every message in one has the same TTL, so
-            // they expire in order at the head, which is all a delay needs.
-            let options = QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            };
-            channel
-                .queue_declare(name(&self.retry_queue(service, *delay)), options, args)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes everything [`Topology::declare`] and
-    /// [`Topology::declare_retries`] made (tests use it to leave nothing behind).
+    /// Deletes everything [`Topology::provision`] (and the services'
+    /// [`Topology::declare_own`]) made for `subscriptions` and `retries`,
+    /// messages included (tests use it to leave nothing behind).
     pub async fn delete(
         &self,
         channel: &Channel,
         subscriptions: &[Subscription],
         retries: &RetryPolicy,
     ) -> Result<(), lapin::Error> {
-        for subscription in subscriptions {
-            let retry_queues = retries
-                .delays()
-                .iter()
-                .map(|delay| self.retry_queue(subscription.service, *delay));
-            for queue in [
-                self.queue(subscription.service),
-                self.dead_letter_queue(subscription.service),
-            ]
-            .into_iter()
-            .chain(retry_queues)
-            {
-                channel
-                    .queue_delete(name(&queue), QueueDeleteOptions::default())
-                    .await?;
-            }
-        }
-        channel
-            .queue_delete(name(&self.unroutable()), QueueDeleteOptions::default())
-            .await?;
-        for exchange in [
-            self.exchange(),
-            self.dead_letter_exchange(),
-            self.unroutable(),
-        ] {
+        let plan = self.plan(subscriptions, retries);
+        for queue in &plan.queues {
             channel
-                .exchange_delete(name(&exchange), ExchangeDeleteOptions::default())
+                .queue_delete(name(&queue.name), QueueDeleteOptions::default())
+                .await?;
+        }
+        for exchange in &plan.exchanges {
+            channel
+                .exchange_delete(name(&exchange.name), ExchangeDeleteOptions::default())
                 .await?;
         }
         Ok(())
     }
 }
 
+/// Declares `plan` on channels of its own from `connection`, keeping
+/// legacy queues that may be kept (see [`QueueSpec::kept_if_legacy`]).
+async fn declare_plan(connection: &Connection, plan: &Plan) -> Result<(), lapin::Error> {
+    let mut declarer = Declarer {
+        connection,
+        channel: connection.create_channel().await?,
+    };
+    let declared = declarer.declare(plan).await;
+    let _ = declarer
+        .channel
+        .close(200, ShortString::from("topology declared"))
+        .await;
+    declared
+}
+
 /// The channel declarations go through, and the connection to open a new
 /// one on when the broker closes it over a queue kept from an older version.
 struct Declarer<'c> {
-    connection: Option<&'c Connection>,
+    connection: &'c Connection,
     channel: Channel,
 }
 
 impl Declarer<'_> {
+    async fn declare(&mut self, plan: &Plan) -> Result<(), lapin::Error> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for exchange in &plan.exchanges {
+            self.channel
+                .exchange_declare(
+                    name(&exchange.name),
+                    exchange.kind.clone(),
+                    durable,
+                    exchange.arguments.clone(),
+                )
+                .await?;
+        }
+        for queue in &plan.queues {
+            if queue.kept_if_legacy {
+                self.declare_kept_queue(&queue.name, queue.arguments.clone())
+                    .await?;
+            } else {
+                declare_queue(&self.channel, &queue.name, queue.arguments.clone()).await?;
+            }
+        }
+        for binding in &plan.bindings {
+            self.channel
+                .queue_bind(
+                    name(&binding.queue),
+                    name(&binding.exchange),
+                    name(&binding.routing_key),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Declares a queue that an older version may have declared with other
-    /// arguments (a dead-letter or the unroutable queue). With a connection
-    /// to reopen the channel on, such a queue is kept as it is, with a
-    /// warning: it still works, and replacing it would drop its messages.
+    /// arguments (a dead-letter or the unroutable queue). Such a queue is
+    /// kept as it is, with a warning: it still works, and replacing it
+    /// would drop its messages.
     async fn declare_kept_queue(
         &mut self,
         queue: &str,
@@ -434,16 +640,11 @@ impl Declarer<'_> {
             broker = %error_text(&error),
             "queue {queue} was declared by an older version with other arguments; keeping it \
              as it is. Replace it when it is empty: check with `checkoutctl dlq list` (dead \
-             letters) or move its messages, then `rabbitmqctl delete_queue {queue}` and restart \
-             one service (see the README: Dead letters)"
+             letters) or move its messages, then `rabbitmqctl delete_queue {queue}` and \
+             provision again (see the README: Dead letters)"
         );
-        match self.connection {
-            Some(connection) => {
-                self.channel = connection.create_channel().await?;
-                Ok(())
-            }
-            None => Err(error),
-        }
+        self.channel = self.connection.create_channel().await?;
+        Ok(())
     }
 }
 
@@ -451,11 +652,15 @@ impl Declarer<'_> {
 fn quorum() -> FieldTable {
     let mut args = FieldTable::default();
     // Quorum queues replicate across a cluster and are durable by nature.
-    args.insert(
-        ShortString::from("x-queue-type"),
-        AMQPValue::LongString(LongString::from("quorum")),
-    );
+    set_str(&mut args, "x-queue-type", "quorum");
     args
+}
+
+fn set_str(args: &mut FieldTable, key: &str, value: &str) {
+    args.insert(
+        ShortString::from(key),
+        AMQPValue::LongString(LongString::from(value)),
+    );
 }
 
 async fn declare_queue(
@@ -490,23 +695,6 @@ fn error_text(error: &lapin::Error) -> String {
     }
 }
 
-async fn bind(
-    channel: &Channel,
-    queue: &str,
-    exchange: &str,
-    routing_key: &str,
-) -> Result<(), lapin::Error> {
-    channel
-        .queue_bind(
-            name(queue),
-            name(exchange),
-            name(routing_key),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-}
-
 /// An AMQP short string. Every name here is a validated namespace (at most
 /// [`Topology::MAX_NAMESPACE_LEN`] bytes) plus a short constant suffix, so it
 /// always fits the 255-byte limit.
@@ -525,6 +713,11 @@ mod tests {
         assert_eq!(t.queue("payment"), "checkout.payment");
         assert_eq!(t.dead_letter_queue("payment"), "checkout.payment.dlq");
         assert_eq!(t.unroutable(), "checkout.unroutable");
+        assert_eq!(t.retry_exchange("payment"), "checkout.payment.retry");
+        assert_eq!(
+            t.dead_letter_exchange("payment"),
+            "checkout.payment.dead-letter"
+        );
         assert_eq!(
             t.retry_queue("payment", Duration::from_secs(30)),
             "checkout.payment.retry.30s"
@@ -555,5 +748,50 @@ mod tests {
             get(&unroutable, "x-overflow"),
             Some(AMQPValue::LongString("reject-publish".into()))
         );
+    }
+
+    #[test]
+    fn a_service_plan_holds_only_its_own_names_and_the_whole_plan_every_binding() {
+        let t = Topology::new("ns").expect("valid");
+        let retries = RetryPolicy::parse("1s,5s").expect("valid");
+        let own = t.own_plan("payment", &retries);
+        let names = own
+            .exchanges
+            .iter()
+            .map(|e| &e.name)
+            .chain(own.queues.iter().map(|q| &q.name))
+            .chain(own.bindings.iter().flat_map(|b| [&b.exchange, &b.queue]));
+        for name in names {
+            assert!(
+                name == "ns.payment" || name.starts_with("ns.payment."),
+                "{name} is not the payment service's"
+            );
+        }
+        assert_eq!(own.queues.len(), 4, "work, DLQ and two delay queues");
+
+        let subscriptions = [Subscription {
+            service: "payment",
+            routing_keys: &["order.created", "order.cancelled"],
+        }];
+        let plan = t.plan(&subscriptions, &retries);
+        let from_events: Vec<&str> = plan
+            .bindings
+            .iter()
+            .filter(|b| b.exchange == "ns.events")
+            .map(|b| b.routing_key.as_str())
+            .collect();
+        assert_eq!(from_events, ["order.created", "order.cancelled"]);
+        assert!(plan.queues.iter().any(|q| q.name == "ns.unroutable"));
+        // Every delay queue returns to the work queue through a binding of
+        // the retry exchange.
+        for queue in plan.queues.iter().filter(|q| q.name.contains(".retry.")) {
+            let back = queue.arguments.inner().get("x-dead-letter-routing-key");
+            assert_eq!(back, Some(&AMQPValue::LongString("ns.payment".into())));
+            assert!(plan.bindings.contains(&BindingSpec {
+                exchange: "ns.payment.retry".into(),
+                queue: "ns.payment".into(),
+                routing_key: "ns.payment".into(),
+            }));
+        }
     }
 }

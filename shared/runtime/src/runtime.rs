@@ -6,8 +6,11 @@
 //! that publishes (the relay, retries, dead letters). RabbitMQ blocks a
 //! connection that publishes while a memory or disk alarm lasts, acks and
 //! all; apart, a blocked publisher does not also stop the consumers. A
-//! session connects, declares the topology, and runs the relay and
-//! consumers on their own channels. When a connection is lost the session
+//! session connects, declares the service's own queues, and runs the relay and
+//! consumers on their own channels. The topology it declares is the
+//! service's own part only; the rest must have been provisioned (see
+//! `checkout_messaging::topology`), and until it is the session fails and
+//! is tried again like a lost connection. When a connection is lost the session
 //! ends, `/health/ready` reports not-ready, and a new session starts after
 //! a capped, jittered exponential backoff. Nothing is lost meanwhile:
 //! unpublished rows wait in the outbox, unacked deliveries are redelivered
@@ -24,7 +27,6 @@ use crate::metrics::{self, Collector};
 use crate::{server, signal};
 use anyhow::Context as _;
 use axum::Router;
-use checkout_events::SUBSCRIPTIONS;
 use checkout_messaging::{Consumer, Handler, Relay, Topology};
 use futures::future::BoxFuture;
 use lapin::Connection;
@@ -256,6 +258,13 @@ impl Application {
         self.shutdown.clone()
     }
 
+    /// The configuration it was started with (tests provision its broker
+    /// namespace from it).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn config(&self) -> &Config {
+        &self.runtime.config
+    }
+
     /// Whether a broker session is running: topology declared, consumers
     /// and relay started (what `/health/ready` reports besides the database).
     pub fn broker_status(&self) -> BrokerStatus {
@@ -415,21 +424,24 @@ impl BrokerSessions {
             }
         };
         let connections = Connections { consume, publish };
-        // On the connection, not a channel: a queue left by an older
-        // version with other arguments closes the channel that declares it,
-        // and declaring goes on with a new one.
-        self.topology
-            .declare_on(&connections.consume, SUBSCRIPTIONS)
+        // Only the service's own names: the shared exchanges, the other
+        // services' queues and the bindings were provisioned by an
+        // administrator, and this service's broker user may not declare
+        // them. On the connection, not a channel: a dead-letter queue left
+        // by an older version with other arguments closes the channel that
+        // declares it, and declaring goes on with a new one.
+        if let Err(error) = self
+            .topology
+            .declare_own(&connections.consume, self.service.name, &self.retries)
             .await
-            .context("cannot declare the broker topology")?;
-        let channel = connections.consume.create_channel().await?;
-        self.topology
-            .declare_retries(&channel, self.service.name, &self.retries)
-            .await
-            .context("cannot declare the retry queues")?;
-        let _ = channel
-            .close(200, ShortString::from("topology declared"))
-            .await;
+        {
+            for connection in [&connections.consume, &connections.publish] {
+                let _ = connection
+                    .close(200, ShortString::from("session failed"))
+                    .await;
+            }
+            return Err(anyhow::Error::new(error).context("cannot declare the service's queues"));
+        }
         tracing::info!(exchange = %self.topology.exchange(), "broker session started");
         *failures = 0;
         self.broker_up.store(true, Ordering::SeqCst);

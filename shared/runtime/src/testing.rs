@@ -173,10 +173,30 @@ pub struct Serving {
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// Serves `app` in a task, waits until its broker session is up (as a
-/// client waits for `/health/ready`), and returns its base URL
-/// (`http://127.0.0.1:<port>`) and the handle that stops it.
+/// Provisions `config`'s whole broker namespace — every service's queues,
+/// the shared exchanges, the bindings — as an administrator does before
+/// the services start (a service declares only its own names). The test's
+/// `AMQP_URL` is an administrator's. Idempotent.
+pub async fn provision(config: &Config) -> anyhow::Result<()> {
+    let topology = Topology::new(config.broker_namespace.as_str())?;
+    let connection = checkout_messaging::connect(&config.amqp_url, "test-provision").await?;
+    let provisioned = topology
+        .provision(&connection, SUBSCRIPTIONS, &config.retry_delays)
+        .await;
+    let _ = connection
+        .close(200, ShortString::from("provisioned"))
+        .await;
+    provisioned.context("provision the test's broker namespace")
+}
+
+/// Provisions `app`'s broker namespace ([`provision`]), serves `app` in a
+/// task, waits until its broker session is up (as a client waits for
+/// `/health/ready`), and returns its base URL (`http://127.0.0.1:<port>`)
+/// and the handle that stops it.
 pub async fn serve(app: Application) -> (String, Serving) {
+    provision(app.config())
+        .await
+        .expect("the broker namespace is provisioned (RabbitMQ at AMQP_URL)");
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_token();
     let broker = app.broker_status();
@@ -236,10 +256,12 @@ pub fn shuffled<T>(mut items: Vec<T>, seed: u64) -> Vec<T> {
     items
 }
 
-/// Publishes `event` in a fresh envelope to `config`'s exchange, as another
-/// service's relay would (without trace headers), and returns the envelope.
+/// Publishes `event` in a fresh envelope to `config`'s exchange, as its
+/// owner's relay would (the envelope's `source` is the owner's, without
+/// trace headers), and returns the envelope.
 pub async fn publish<E: Event>(config: &Config, event: &E) -> anyhow::Result<Envelope> {
-    let envelope = Envelope::new(event, "test", Uuid::now_v7(), None)?;
+    let source = checkout_events::owner_of(E::TYPE).map_or("test", |owner| owner.source);
+    let envelope = Envelope::new(event, source, Uuid::now_v7(), None)?;
     publish_raw(config, E::ROUTING_KEY, &serde_json::to_vec(&envelope)?).await?;
     Ok(envelope)
 }

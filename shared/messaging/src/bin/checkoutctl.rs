@@ -1,13 +1,25 @@
-//! `checkoutctl`: see what failed and why, and send it round again.
+//! `checkoutctl`: see what failed and why, and send it round again; and
+//! provision the broker before the services start.
 //!
 //! ```text
 //! checkoutctl dlq list    --service payment
 //! checkoutctl dlq show    --service payment <message-id>
 //! checkoutctl dlq replay  --service payment <message-id> | --all
 //! checkoutctl dlq purge   --service payment --yes
-//! checkoutctl outbox parked --database-url postgres://…/orders
-//! checkoutctl outbox unpark --database-url postgres://…/orders <event-id> | --all
+//! checkoutctl outbox --database-url postgres://…/orders parked
+//! checkoutctl outbox --database-url postgres://…/orders unpark <event-id> | --all
+//! checkoutctl broker provision                 # every exchange, queue and binding (AMQP_URL: an administrator)
+//! checkoutctl broker definitions [--operator NAME] [--password-placeholders]
 //! ```
+//!
+//! `broker definitions` prints the RabbitMQ definitions of the namespace:
+//! one user per service (`<namespace>.<service>`, password from
+//! `BROKER_<SERVICE>_PASSWORD`), its permissions and topic permissions,
+//! the operator if named (password from `BROKER_OPERATOR_PASSWORD`), and
+//! the whole topology. `rabbitmqctl import_definitions` or the broker's
+//! `load_definitions` take it as it is; `--password-placeholders` writes
+//! `${BROKER_…_PASSWORD}` instead of the passwords (the compose file's
+//! template).
 //!
 //! A replayed message goes back to the queue of the service that failed it
 //! (not to the topic exchange, which would hand it to every subscriber
@@ -25,9 +37,10 @@
 
 use anyhow::{Context as _, bail};
 use checkout_events::{SUBSCRIPTIONS, Subscription};
+use checkout_messaging::access::{self, BrokerUser};
 use checkout_messaging::dead_letter::{self, DeadLetter, mask_card_tokens};
 use checkout_messaging::outbox::{self, Selection};
-use checkout_messaging::{QueueState, Topology, connect};
+use checkout_messaging::{QueueState, RetryPolicy, Topology, connect};
 use clap::{Args, Parser, Subcommand};
 use lapin::Connection;
 use lapin::types::{AMQPValue, ShortString};
@@ -71,6 +84,11 @@ enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// What an administrator sets up before the services start.
+    Broker {
+        #[command(subcommand)]
+        action: Broker,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +107,32 @@ enum OutboxAction {
         /// Unpark every parked row.
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Broker {
+    /// Declare every exchange, queue and binding of the namespace, as an
+    /// administrator (AMQP_URL must be allowed to declare all of them).
+    Provision {
+        /// The services' RETRY_DELAYS: their delay queues are named after them.
+        #[arg(long, env = "RETRY_DELAYS", default_value = "1s,5s,30s,2m")]
+        retry_delays: String,
+    },
+    /// Print the RabbitMQ definitions of the namespace: users, permissions,
+    /// topic permissions and topology (JSON, for `rabbitmqctl
+    /// import_definitions` or `load_definitions`).
+    Definitions {
+        /// The services' RETRY_DELAYS.
+        #[arg(long, env = "RETRY_DELAYS", default_value = "1s,5s,30s,2m")]
+        retry_delays: String,
+        /// Add the operator user for people, with this name.
+        #[arg(long)]
+        operator: Option<String>,
+        /// Write `${BROKER_…_PASSWORD}` placeholders instead of the
+        /// passwords from the environment.
+        #[arg(long)]
+        password_placeholders: bool,
     },
 }
 
@@ -207,7 +251,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             action,
         } => parked_outbox(&database_url, action).await,
+        Command::Broker { action } => broker(&cli.amqp_url, &cli.namespace, action).await,
     }
+}
+
+async fn broker(amqp_url: &str, namespace: &str, action: Broker) -> anyhow::Result<()> {
+    let topology = Topology::new(namespace)?;
+    match action {
+        Broker::Definitions {
+            retry_delays,
+            operator,
+            password_placeholders,
+        } => {
+            let retries = RetryPolicy::parse(&retry_delays).context("--retry-delays")?;
+            let password = |variable: &str| -> anyhow::Result<String> {
+                if password_placeholders {
+                    return Ok(format!("${{{variable}}}"));
+                }
+                std::env::var(variable)
+                    .ok()
+                    .filter(|value| !value.is_empty())
+                    .with_context(|| format!("{variable} is not set"))
+            };
+            let users = access::deployment_users(&topology, operator.as_deref())
+                .into_iter()
+                .map(|(user, variable)| Ok((user, password(&variable)?)))
+                .collect::<anyhow::Result<Vec<(BrokerUser, String)>>>()?;
+            let plan = topology.plan(SUBSCRIPTIONS, &retries);
+            let definitions = access::definitions(&plan, &users);
+            println!("{}", serde_json::to_string_pretty(&definitions)?);
+        }
+        Broker::Provision { retry_delays } => {
+            let retries = RetryPolicy::parse(&retry_delays).context("--retry-delays")?;
+            let connection = connect(amqp_url, "checkoutctl provision")
+                .await
+                .context("cannot connect to the broker (AMQP_URL)")?;
+            let provisioned = topology
+                .provision(&connection, SUBSCRIPTIONS, &retries)
+                .await;
+            let _ = connection.close(200, ShortString::from("done")).await;
+            provisioned
+                .context("cannot provision the topology (is AMQP_URL an administrator's?)")?;
+            println!(
+                "provisioned {}: the events exchange and the queues of {}",
+                topology.namespace(),
+                SUBSCRIPTIONS
+                    .iter()
+                    .map(|s| s.service)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn parked_outbox(database_url: &str, action: OutboxAction) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@
 
 use crate::consumer::envelope;
 use crate::dlq_tool::{checkoutctl, stdout};
-use crate::support::{AMQP_URL, BYSTANDER, Happened, PROBE, TestEnv, eventually};
+use crate::support::{AMQP_URL, BYSTANDER, Happened, PROBE, TestEnv, eventually, retries};
 use checkout_events::Event;
 use checkout_messaging::dead_letter::{self, DEATH, header_int, header_str};
 use checkout_messaging::{Cause, Outbox, QueueState, Relay, RetryPolicy, Topology, connect};
@@ -289,9 +289,9 @@ async fn redeclare(env: &TestEnv, queue: &str, key: &str, value: AMQPValue) -> S
 async fn replay_sends_dead_letters_to_the_failing_services_queue_only() {
     let env = TestEnv::new().await;
     env.topology
-        .declare(&env.channel, BYSTANDER)
+        .provision(&env.broker, BYSTANDER, &retries())
         .await
-        .expect("declare the bystander");
+        .expect("provision the bystander");
     let (probe, bystander) = (env.topology.queue("probe"), env.topology.queue("bystander"));
     let dlq = env.topology.dead_letter_queue("probe");
     let channel = confirming(&env).await;
@@ -407,8 +407,8 @@ async fn replay_sends_dead_letters_to_the_failing_services_queue_only() {
         assert_eq!(&delivery.data, body);
         assert_eq!(
             delivery.exchange.as_str(),
-            "",
-            "through the default exchange"
+            env.topology.retry_exchange("probe"),
+            "through probe's own exchange, not the default one"
         );
         let h = delivery.properties.headers().as_ref();
         assert_eq!(header_str(h, "traceparent"), Some(TRACEPARENT));
@@ -633,8 +633,9 @@ async fn queues_left_by_an_older_version_are_kept_and_the_rest_declared() {
         .await
         .expect("publish");
 
-    let strict = topology.declare(&channel, PROBE).await;
-    let declared = topology.declare_on(&connection, PROBE).await;
+    let declared = topology
+        .provision(&connection, PROBE, &RetryPolicy::new(Vec::new()))
+        .await;
     let state = topology
         .check_dead_letter_queue(&connection, "probe")
         .await
@@ -706,12 +707,7 @@ async fn queues_left_by_an_older_version_are_kept_and_the_rest_declared() {
         .expect("delete the legacy topology");
     let _ = connection.close(200, ShortString::from("done")).await;
 
-    let strict = strict.expect_err("declare on one channel cannot go on");
-    assert!(
-        strict.to_string().contains("PRECONDITION_FAILED"),
-        "{strict}"
-    );
-    declared.expect("declare_on keeps the legacy queues and declares the rest");
+    declared.expect("provision keeps the legacy queues and declares the rest");
     assert!(
         matches!(&state, QueueState::Legacy(why) if why.contains("x-delivery-limit")),
         "{state:?}"

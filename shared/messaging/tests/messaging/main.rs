@@ -1,11 +1,13 @@
 //! Integration tests of the messaging machinery against the real RabbitMQ
 //! and PostgreSQL of the machine. Each test has its own database and its
-//! own exchange and queue names, and removes them at the end.
+//! own exchange and queue names, and removes them at the end; the
+//! permission tests also their own broker users.
 
 mod consumer;
 mod dead_letters;
 mod dlq_tool;
 mod outage;
 mod outbox;
+mod permissions;
 mod relay;
 mod support;

@@ -89,12 +89,11 @@ impl TestEnv {
         let broker = connect(AMQP_URL, "messaging-tests")
             .await
             .expect("rabbitmq is up");
-        let channel = broker.create_channel().await.expect("channel");
-        topology.declare(&channel, PROBE).await.expect("declare");
         topology
-            .declare_retries(&channel, "probe", &retries())
+            .provision(&broker, PROBE, &retries())
             .await
-            .expect("declare retry queues");
+            .expect("provision");
+        let channel = broker.create_channel().await.expect("channel");
         TestEnv {
             pool,
             db_name,
@@ -289,17 +288,11 @@ async fn remove(topology: &Topology, db_name: &str) {
         .await
         .expect("rabbitmq is up");
     let channel = broker.create_channel().await.expect("channel");
-    for subscription in BYSTANDER {
-        for queue in [
-            topology.queue(subscription.service),
-            topology.dead_letter_queue(subscription.service),
-        ] {
-            channel
-                .queue_delete(ShortString::from(queue), Default::default())
-                .await
-                .expect("delete a bystander queue");
-        }
-    }
+    // Deleting what does not exist is no error: most tests have no bystander.
+    topology
+        .delete(&channel, BYSTANDER, &retries())
+        .await
+        .expect("delete the bystander");
     topology
         .delete(&channel, PROBE, &retries())
         .await
