@@ -583,7 +583,7 @@ fn the_broker_definitions_are_the_codes() {
     );
     // Every password it names is one .env sets and compose hands the broker.
     let compose = compose();
-    let rabbitmq_env = environment(service(&compose, "rabbitmq"));
+    let rabbitmq_env = raw_environment(service(&compose, "rabbitmq"));
     let env = dot_env();
     for (_, placeholder) in &users {
         let variable = placeholder.trim_start_matches("${").trim_end_matches('}');
