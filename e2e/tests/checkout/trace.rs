@@ -9,11 +9,12 @@ use e2e::{Options, ReceivedSpan, Service, SpanKind, System};
 use std::collections::BTreeMap;
 
 /// The deliveries of a confirmed order (who consumes which routing key),
-/// straight from the flow in the design: Payment and Inventory react to
-/// the order, the Order service joins their replies, Inventory and Email
-/// react to the confirmation.
+/// straight from the flow in the design: Payment reacts to the payment the
+/// order requests (the one event with the card token) and Inventory to the
+/// order, the Order service joins their replies, Inventory and Email react
+/// to the confirmation.
 const DELIVERIES: [(Service, &str); 6] = [
-    (Service::Payment, "order.created"),
+    (Service::Payment, "order.payment-requested"),
     (Service::Inventory, "order.created"),
     (Service::Order, "payment.captured"),
     (Service::Order, "inventory.reserved"),

@@ -38,7 +38,6 @@ fn created(order_id: OrderId, lines: &[(&str, i64)]) -> OrderCreated {
         customer_email: None,
         items,
         total,
-        card_token: "tok_visa".to_owned(),
     }
 }
 

@@ -17,7 +17,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use checkout_events::{OrderCreated, OrderId};
+use checkout_events::{OrderCreated, OrderId, PaymentRequested};
 use checkout_messaging::Cause;
 use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{
@@ -126,16 +126,24 @@ async fn place(
         &trace_context,
     )
     .await?;
+    let cause = Cause::Command {
+        correlation_id: id.as_uuid(),
+    };
+    // The card token goes to Payment alone, in its own event; the outbox
+    // drops it from its copy once the broker has it.
+    let charge = PaymentRequested {
+        order_id: id,
+        customer_id: order.customer_id.clone(),
+        amount: priced.total.clone(),
+        card_token: order.card_token,
+    };
+    OUTBOX.emit(&mut tx, &charge, cause).await?;
     let event = OrderCreated {
         order_id: id,
         customer_id: order.customer_id,
         customer_email: order.customer_email,
         items: priced.items,
         total: priced.total,
-        card_token: order.card_token,
-    };
-    let cause = Cause::Command {
-        correlation_id: id.as_uuid(),
     };
     let envelope = OUTBOX.emit_envelope(&mut tx, &event, cause).await?;
     timeline::record(&mut tx, id, &envelope).await?;

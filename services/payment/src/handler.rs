@@ -9,8 +9,8 @@ use crate::SERVICE;
 use crate::payment::{self, NewPayment, Status};
 use crate::provider::{self, Charge};
 use checkout_events::{
-    Currency, Envelope, Money, OrderCancelled, OrderCreated, PaymentCaptured, PaymentFailed,
-    PaymentRefunded,
+    Currency, Envelope, Money, OrderCancelled, PaymentCaptured, PaymentFailed, PaymentRefunded,
+    PaymentRequested,
 };
 use checkout_messaging::{Cause, Handler, HandlerError, Outbox, Outcome};
 use sqlx::PgConnection;
@@ -30,8 +30,8 @@ impl Handler for PaymentHandler {
         envelope: &Envelope,
         tx: &mut PgConnection,
     ) -> Result<Outcome, HandlerError> {
-        if envelope.is::<OrderCreated>() {
-            let event: OrderCreated = envelope.decode()?;
+        if envelope.is::<PaymentRequested>() {
+            let event: PaymentRequested = envelope.decode()?;
             charge(tx, envelope, &event).await?;
         } else if envelope.is::<OrderCancelled>() {
             let event: OrderCancelled = envelope.decode()?;
@@ -49,7 +49,7 @@ impl Handler for PaymentHandler {
 async fn charge(
     tx: &mut PgConnection,
     envelope: &Envelope,
-    event: &OrderCreated,
+    event: &PaymentRequested,
 ) -> Result<(), HandlerError> {
     // The simulated provider is a pure function, so its answer can go into
     // the very statement that claims the order: a lost claim then costs
@@ -67,8 +67,8 @@ async fn charge(
             id: payment_id,
             order_id: event.order_id,
             status,
-            amount: event.total.amount,
-            currency: event.total.currency.as_str(),
+            amount: event.amount.amount,
+            currency: event.amount.currency.as_str(),
             reason,
         },
     )
@@ -83,11 +83,11 @@ async fn charge(
     let cause = Cause::Event(envelope);
     match outcome {
         Charge::Captured => {
-            tracing::info!(%payment_id, amount = %event.total, "payment captured");
+            tracing::info!(%payment_id, amount = %event.amount, "payment captured");
             let captured = PaymentCaptured {
                 order_id: event.order_id,
                 payment_id,
-                amount: event.total.clone(),
+                amount: event.amount.clone(),
             };
             OUTBOX.emit(tx, &captured, cause).await?;
         }
@@ -103,7 +103,7 @@ async fn charge(
     Ok(())
 }
 
-/// Gives back what a cancelled order paid; if its OrderCreated has not
+/// Gives back what a cancelled order paid; if its PaymentRequested has not
 /// arrived yet, leaves a VOIDED tombstone so that it never charges.
 #[instrument(skip_all, fields(order_id = %event.order_id))]
 async fn refund(
@@ -119,7 +119,7 @@ async fn refund(
                 tracing::info!("cancelled before it was charged; tombstone recorded");
                 return Ok(());
             }
-            // The OrderCreated committed between the look and the claim; its
+            // The PaymentRequested committed between the look and the claim; its
             // row is visible now, so treat it like any other.
             payment::lock(tx, order_id).await?.ok_or_else(|| {
                 HandlerError::Transient(

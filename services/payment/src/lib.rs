@@ -1,6 +1,7 @@
 //! The Payment service: takes the money for an order, and gives it back.
 //!
-//! It consumes `OrderCreated` and charges the order's total through a
+//! It consumes `PaymentRequested` (the only event that carries the card
+//! token; `OrderCreated` does not come here) and charges the order's total through a
 //! simulated, deterministic provider (the card token `tok_decline`
 //! declines), answering `PaymentCaptured` or `PaymentFailed`. It consumes
 //! `OrderCancelled` and refunds a captured payment (`PaymentRefunded`), or

@@ -1,6 +1,6 @@
 //! The `payments` table: one row per order, claimed with
 //! `INSERT … ON CONFLICT DO NOTHING` and changed only under a row lock, so
-//! any interleaving of OrderCreated and OrderCancelled (and of replicas)
+//! any interleaving of PaymentRequested and OrderCancelled (and of replicas)
 //! ends in one consistent row.
 //!
 //! It owns the SQL and the statuses, not the decisions: those are the
@@ -58,7 +58,7 @@ pub(crate) struct NewPayment<'a> {
 }
 
 impl<'a> NewPayment<'a> {
-    /// The tombstone of an order cancelled before its OrderCreated: it knows
+    /// The tombstone of an order cancelled before its PaymentRequested: it knows
     /// no amount, so it holds 0 in `XXX` (ISO 4217 for "no currency").
     pub(crate) fn tombstone(order_id: OrderId, reason: &'a str) -> Self {
         Self {

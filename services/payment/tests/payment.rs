@@ -4,8 +4,8 @@
 //! starts the whole service to check `GET /payments`.
 
 use checkout_events::{
-    Currency, Envelope, Event, LineItem, Money, OrderCancelled, OrderCreated, OrderId,
-    PaymentCaptured, PaymentRefunded, Quantity, Sku,
+    Currency, Envelope, Event, Money, OrderCancelled, OrderId, PaymentCaptured, PaymentRefunded,
+    PaymentRequested,
 };
 use checkout_messaging::Outcome;
 use checkout_runtime::testing::{
@@ -20,17 +20,12 @@ fn usd(amount: i64) -> Money {
     Money::new(amount, Currency::parse("USD").expect("valid"))
 }
 
-fn created(order_id: OrderId, card_token: &str) -> OrderCreated {
-    OrderCreated {
+/// What the Order service asks for a new order of two KB-001.
+fn created(order_id: OrderId, card_token: &str) -> PaymentRequested {
+    PaymentRequested {
         order_id,
         customer_id: "c-42".to_owned(),
-        customer_email: None,
-        items: vec![LineItem {
-            sku: Sku::parse("KB-001").expect("valid"),
-            quantity: Quantity::parse(2).expect("valid"),
-            unit_price: usd(4999),
-        }],
-        total: usd(9998),
+        amount: usd(9998),
         card_token: card_token.to_owned(),
     }
 }
@@ -304,7 +299,7 @@ async fn the_api_lists_the_payment_of_an_order() {
 
 /// An order's events at Payment, in causal order.
 enum Step {
-    Created(OrderCreated),
+    Created(PaymentRequested),
     Cancelled(OrderCancelled),
 }
 

@@ -12,6 +12,13 @@ pub trait Event: Serialize + DeserializeOwned {
     const VERSION: u32;
     /// The routing key it is published with: `aggregate.verb`, past tense.
     const ROUTING_KEY: &'static str;
+    /// Every payload version this type reads: its own, and older ones whose
+    /// fields are a superset of its own (fields it does not know are
+    /// ignored), so a consumer drains messages an older producer sent.
+    const READS: &'static [u32] = &[Self::VERSION];
+    /// Payload fields too sensitive to keep: the outbox strips them from its
+    /// copy of the event once the broker has it (a card token, say).
+    const SECRET_FIELDS: &'static [&'static str] = &[];
 }
 
 /// Why an envelope's payload could not be read as the event asked for.
@@ -26,14 +33,16 @@ pub enum DecodeError {
         actual: String,
     },
     /// The envelope carries a version this code does not read.
-    #[error("{event_type} version {actual} is not supported (this code reads version {supported})")]
+    #[error(
+        "{event_type} version {actual} is not supported (this code reads versions {supported:?})"
+    )]
     UnsupportedVersion {
         /// The event type.
         event_type: String,
         /// The version in the envelope.
         actual: u32,
-        /// The version this code reads.
-        supported: u32,
+        /// The versions this code reads.
+        supported: &'static [u32],
     },
     /// The payload is not a valid instance of the event (missing field, bad value).
     #[error("invalid {event_type} payload: {source}")]
@@ -97,7 +106,8 @@ impl Envelope {
         self.event_type == E::TYPE
     }
 
-    /// Reads the payload as `E`, checking type and version first.
+    /// Reads the payload as `E`, checking type and version first (any
+    /// version of [`Event::READS`]).
     pub fn decode<E: Event>(&self) -> Result<E, DecodeError> {
         if self.event_type != E::TYPE {
             return Err(DecodeError::WrongType {
@@ -105,11 +115,11 @@ impl Envelope {
                 actual: self.event_type.clone(),
             });
         }
-        if self.version != E::VERSION {
+        if !E::READS.contains(&self.version) {
             return Err(DecodeError::UnsupportedVersion {
                 event_type: self.event_type.clone(),
                 actual: self.version,
-                supported: E::VERSION,
+                supported: E::READS,
             });
         }
         E::deserialize(&self.data).map_err(|source| DecodeError::InvalidPayload {

@@ -11,7 +11,8 @@
 use crate::envelope::{Envelope, Event};
 use crate::payloads::{
     InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated,
+    OrderCreated, OrderCreatedV1, PaymentCaptured, PaymentFailed, PaymentRefunded,
+    PaymentRequested, ProductUpdated,
 };
 use crate::routing::SUBSCRIPTIONS;
 use serde_json::Value;
@@ -34,13 +35,18 @@ pub struct Fixture {
 
 macro_rules! fixture {
     ($ty:ident, $version:literal) => {
+        fixture!($ty, $ty, $version)
+    };
+    // `$name`: the event type's name in the file name, for a legacy
+    // version's own struct (OrderCreatedV1 → OrderCreated.v1.json).
+    ($ty:ident, $name:ident, $version:literal) => {
         Fixture {
             event_type: <$ty as Event>::TYPE,
             version: $version,
             routing_key: <$ty as Event>::ROUTING_KEY,
             json: include_str!(concat!(
                 "../fixtures/",
-                stringify!($ty),
+                stringify!($name),
                 ".v",
                 $version,
                 ".json"
@@ -57,7 +63,9 @@ macro_rules! fixture {
 
 /// Every event type and version there is.
 pub const FIXTURES: &[Fixture] = &[
-    fixture!(OrderCreated, 1),
+    fixture!(OrderCreatedV1, OrderCreated, 1),
+    fixture!(OrderCreated, 2),
+    fixture!(PaymentRequested, 1),
     fixture!(PaymentCaptured, 1),
     fixture!(PaymentFailed, 1),
     fixture!(PaymentRefunded, 1),

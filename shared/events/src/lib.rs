@@ -20,8 +20,8 @@ mod values;
 pub use envelope::{DecodeError, Envelope, Event};
 pub use payloads::{
     EVENTS, InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, ProductUpdated, ReservedItem,
-    event_type_label,
+    OrderCreated, OrderCreatedV1, PaymentCaptured, PaymentFailed, PaymentRefunded,
+    PaymentRequested, ProductUpdated, ReservedItem, event_type_label,
 };
 pub use routing::{PUBLISHERS, Publisher, SUBSCRIPTIONS, Subscription, owner_of};
 pub use values::{Currency, LineItem, Money, MoneyError, OrderId, Quantity, Sku, ValueError};

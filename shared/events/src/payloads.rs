@@ -1,4 +1,4 @@
-//! The payload of every event in the checkout saga, version 1.
+//! The payload of every event in the checkout saga.
 
 use crate::envelope::Event;
 use crate::values::{LineItem, Money, OrderId, Quantity, Sku};
@@ -16,6 +16,10 @@ macro_rules! event {
 }
 
 /// An order was accepted and is waiting for payment and stock.
+///
+/// Version 2 no longer carries the card token: it goes only to Payment, in
+/// [`PaymentRequested`]. Version 1 (with `card_token`) is still read: its
+/// fields are a superset, and the token is ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCreated {
     /// The order.
@@ -29,10 +33,59 @@ pub struct OrderCreated {
     pub items: Vec<LineItem>,
     /// The sum of the lines.
     pub total: Money,
+}
+impl Event for OrderCreated {
+    const TYPE: &'static str = "OrderCreated";
+    const VERSION: u32 = 2;
+    const ROUTING_KEY: &'static str = "order.created";
+    const READS: &'static [u32] = &[1, 2];
+}
+
+/// Version 1 of [`OrderCreated`], as it was written before the card token
+/// moved to [`PaymentRequested`]: kept so its fixture stays the contract of
+/// what older producers sent. No code emits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreatedV1 {
+    /// The order.
+    pub order_id: OrderId,
+    /// The customer's opaque id.
+    pub customer_id: String,
+    /// Where to send notifications, if the customer gave an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_email: Option<String>,
+    /// The priced lines.
+    pub items: Vec<LineItem>,
+    /// The sum of the lines.
+    pub total: Money,
+    /// The payment provider's token for the customer's card.
+    pub card_token: String,
+}
+impl Event for OrderCreatedV1 {
+    const TYPE: &'static str = "OrderCreated";
+    const VERSION: u32 = 1;
+    const ROUTING_KEY: &'static str = "order.created";
+}
+
+/// The order asks Payment to charge it: the only event that carries the
+/// card token, so the token reaches Payment and no other service. The
+/// outbox drops the token from its copy once the broker has the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRequested {
+    /// The order to charge.
+    pub order_id: OrderId,
+    /// The customer's opaque id.
+    pub customer_id: String,
+    /// What to charge: the order's total.
+    pub amount: Money,
     /// The payment provider's token for the customer's card (never a card number).
     pub card_token: String,
 }
-event!(OrderCreated, 1, "order.created");
+impl Event for PaymentRequested {
+    const TYPE: &'static str = "PaymentRequested";
+    const VERSION: u32 = 1;
+    const ROUTING_KEY: &'static str = "order.payment-requested";
+    const SECRET_FIELDS: &'static [&'static str] = &["card_token"];
+}
 
 /// The order's amount was captured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +211,7 @@ event!(ProductUpdated, 1, "product.updated");
 /// every event.
 pub const EVENTS: &[(&str, &str)] = &[
     (OrderCreated::TYPE, OrderCreated::ROUTING_KEY),
+    (PaymentRequested::TYPE, PaymentRequested::ROUTING_KEY),
     (PaymentCaptured::TYPE, PaymentCaptured::ROUTING_KEY),
     (PaymentFailed::TYPE, PaymentFailed::ROUTING_KEY),
     (PaymentRefunded::TYPE, PaymentRefunded::ROUTING_KEY),
@@ -192,6 +246,7 @@ mod tests {
         }
         let pairs = [
             pair::<OrderCreated>(),
+            pair::<PaymentRequested>(),
             pair::<PaymentCaptured>(),
             pair::<PaymentFailed>(),
             pair::<PaymentRefunded>(),

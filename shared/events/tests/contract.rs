@@ -52,26 +52,40 @@ fn each_fixture_decodes_into_its_type_and_says_everything_it_writes() {
 
 #[test]
 fn every_service_claims_what_its_queue_is_bound_to() {
-    let claimed =
-        |service| -> Vec<&str> { claimed_by(service).iter().map(|f| f.event_type).collect() };
+    let claimed = |service| -> Vec<String> {
+        claimed_by(service)
+            .iter()
+            .map(|f| format!("{}.v{}", f.event_type, f.version))
+            .collect()
+    };
     assert_eq!(
         claimed("order"),
         [
-            "PaymentCaptured",
-            "PaymentFailed",
-            "PaymentRefunded",
-            "InventoryReserved",
-            "InventoryFailed",
-            "InventoryReleased",
-            "ProductUpdated"
+            "PaymentCaptured.v1",
+            "PaymentFailed.v1",
+            "PaymentRefunded.v1",
+            "InventoryReserved.v1",
+            "InventoryFailed.v1",
+            "InventoryReleased.v1",
+            "ProductUpdated.v1"
         ]
     );
-    assert_eq!(claimed("payment"), ["OrderCreated", "OrderCancelled"]);
+    // Payment gets the card token with PaymentRequested, and OrderCreated
+    // no longer: Inventory reads both versions of it, side by side.
+    assert_eq!(
+        claimed("payment"),
+        ["PaymentRequested.v1", "OrderCancelled.v1"]
+    );
     assert_eq!(
         claimed("inventory"),
-        ["OrderCreated", "OrderConfirmed", "OrderCancelled"]
+        [
+            "OrderCreated.v1",
+            "OrderCreated.v2",
+            "OrderConfirmed.v1",
+            "OrderCancelled.v1"
+        ]
     );
-    assert_eq!(claimed("email"), ["OrderConfirmed", "OrderCancelled"]);
+    assert_eq!(claimed("email"), ["OrderConfirmed.v1", "OrderCancelled.v1"]);
 }
 
 #[test]

@@ -82,14 +82,17 @@ impl Outbox {
         let trace_context = span_context_map(&Span::current());
 
         sqlx::query(
-            "INSERT INTO outbox (event_id, event_type, routing_key, envelope, trace_context) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO outbox \
+                 (event_id, event_type, routing_key, envelope, trace_context, secret_fields) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(envelope.id)
         .bind(E::TYPE)
         .bind(E::ROUTING_KEY)
         .bind(Json(&envelope))
         .bind(Json(&trace_context))
+        // Kept until the broker has the event, then dropped (see the relay).
+        .bind((!E::SECRET_FIELDS.is_empty()).then_some(E::SECRET_FIELDS))
         .execute(&mut *tx)
         .await?;
         // No NOTIFY here: PostgreSQL serialises the commits of every

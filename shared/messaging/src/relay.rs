@@ -486,7 +486,14 @@ impl Relay {
         }
 
         if !published.is_empty() {
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            // A published row keeps no secret (Event::SECRET_FIELDS): the
+            // broker has the event, and the outbox copy is kept for days.
+            sqlx::query(
+                "UPDATE outbox SET published_at = now(), \
+                     envelope = CASE WHEN secret_fields IS NULL THEN envelope \
+                         ELSE jsonb_set(envelope, '{data}', (envelope -> 'data') - secret_fields) END \
+                 WHERE id = ANY($1)",
+            )
                 .bind(&published)
                 .execute(&mut *tx)
                 .await?;

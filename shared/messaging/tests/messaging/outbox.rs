@@ -58,3 +58,76 @@ async fn a_rolled_back_change_leaves_no_outbox_row() {
     assert_eq!(env.count("SELECT count(*) FROM outbox").await, 0);
     env.cleanup().await;
 }
+
+/// An event with a field the outbox must not keep.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Charged {
+    seq: u32,
+    card_token: String,
+}
+
+impl checkout_events::Event for Charged {
+    const TYPE: &'static str = "Charged";
+    const VERSION: u32 = 1;
+    // Bound to the test queue, so the relay's mandatory publish is routed.
+    const ROUTING_KEY: &'static str = "test.happened";
+    const SECRET_FIELDS: &'static [&'static str] = &["card_token"];
+}
+
+#[tokio::test]
+async fn a_secret_field_is_published_then_dropped_from_the_outbox_copy() {
+    let env = TestEnv::new().await;
+    let mut tx = env.pool.begin().await.expect("begin");
+    let charged = Charged {
+        seq: 1,
+        card_token: "tok_secret_visa".to_owned(),
+    };
+    let cause = Cause::Command {
+        correlation_id: Uuid::now_v7(),
+    };
+    OUTBOX.emit(&mut tx, &charged, cause).await.expect("emit");
+    OUTBOX
+        .emit(&mut tx, &Happened { writer: 0, seq: 1 }, cause)
+        .await
+        .expect("emit");
+    tx.commit().await.expect("commit");
+    let kept = "SELECT count(*) FROM outbox WHERE envelope::text LIKE '%tok_secret_visa%'";
+    assert_eq!(env.count(kept).await, 1, "kept until it is published");
+
+    let relay = checkout_messaging::Relay::new(env.pool.clone(), env.topology.exchange());
+    let channel = env.broker.create_channel().await.expect("channel");
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    assert_eq!(relay.publish_batch(&channel).await.expect("published"), 2);
+
+    // The broker got the whole event; the outbox copy no longer has the token.
+    let delivered = env
+        .drain(
+            &env.topology.queue("probe"),
+            std::time::Duration::from_secs(10),
+            |got| got.len() >= 2,
+        )
+        .await;
+    let bodies: Vec<String> = delivered
+        .iter()
+        .map(|d| String::from_utf8_lossy(&d.data).into_owned())
+        .collect();
+    assert!(
+        bodies.iter().any(|b| b.contains("tok_secret_visa")),
+        "{bodies:?}"
+    );
+    assert_eq!(env.count(kept).await, 0, "dropped once published");
+    let (seq, other): (i64, i64) = sqlx::query_as(
+        "SELECT (envelope #>> '{data,seq}')::bigint, \
+                (SELECT count(*) FROM outbox WHERE event_type = 'Happened' AND secret_fields IS NULL) \
+         FROM outbox WHERE event_type = 'Charged'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("the published row");
+    assert_eq!(seq, 1, "the rest of the event is kept");
+    assert_eq!(other, 1, "an event without secrets is stored as it was");
+    env.cleanup().await;
+}
