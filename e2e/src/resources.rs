@@ -192,6 +192,19 @@ pub(crate) async fn execute_in(server_url: &str, name: &str, sql: &str) -> anyho
     Ok(())
 }
 
+/// The one `bigint` that `sql` selects in database `name` (a count, say).
+pub(crate) async fn count_in(server_url: &str, name: &str, sql: &str) -> anyhow::Result<i64> {
+    let url = format!("{server_url}/{name}");
+    let mut connection = PgConnection::connect(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {url}: {e}"))?;
+    let result: Result<i64, _> = sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut connection)
+        .await;
+    let _ = connection.close().await;
+    result.map_err(|e| anyhow::anyhow!("{sql}: {e}"))
+}
+
 /// How many messages are ready in `queue` (a passive declare).
 pub(crate) async fn queue_depth(amqp_url: &str, queue: &str) -> anyhow::Result<u32> {
     let connection = checkout_messaging::connect(amqp_url, "e2e queue depth")

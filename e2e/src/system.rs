@@ -298,6 +298,13 @@ impl System {
         resources::execute_in(&self.options.postgres_url, &name, sql).await
     }
 
+    /// The one `bigint` that `sql` selects in `service`'s own database
+    /// (`SELECT count(*) …`), to look where no API shows.
+    pub async fn count_in(&self, service: Service, sql: &str) -> anyhow::Result<i64> {
+        let name = self.database_of(service)?;
+        resources::count_in(&self.options.postgres_url, &name, sql).await
+    }
+
     /// How many messages wait in the broker queue `queue`.
     pub async fn queue_depth(&self, queue: &str) -> anyhow::Result<u32> {
         resources::queue_depth(&self.options.amqp_url, queue).await

@@ -12,6 +12,7 @@
 //! in other processes, so a test waits for each effect it checks (polling
 //! with a deadline) and only then asserts on it.
 
+mod attacks;
 mod faults;
 mod forged;
 mod outcomes;
