@@ -46,6 +46,7 @@ pub use retry::RetryPolicy;
 pub use topology::{DeclareError, InvalidNamespace, Plan, QueueState, Topology};
 
 use lapin::types::LongString;
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator};
@@ -62,9 +63,25 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     migrator.run(pool).await
 }
 
-/// Opens the service's one broker connection; roles (relay, consumer) each
-/// open their own channel on it. `name` shows in the RabbitMQ UI.
+/// The largest AMQP frame this client proposes (RabbitMQ's default is
+/// 128 KiB). lapin keeps a send and a receive buffer of 32 frames per
+/// connection: at 128 KiB that is 8 MiB of memory per connection for
+/// nothing — events are a few hundred bytes, and a larger message is
+/// simply split into several frames. Measured on a release order-service at
+/// idle: 27.9 MiB RSS with RabbitMQ's frame size, 12.7 MiB with this one
+/// (a frame's content header — every AMQP header of a message — must fit
+/// in one frame: 32 KiB holds ours many times over).
+/// A `frame_max` in the URL wins.
+pub const FRAME_MAX: u32 = 32 * 1024;
+
+/// Opens a broker connection; a service opens two (one consumes, one
+/// publishes) and roles each open their own channels on them. `name` shows
+/// in the RabbitMQ UI. Proposes [`FRAME_MAX`] unless the URL sets `frame_max`.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
     let properties = ConnectionProperties::default().with_connection_name(LongString::from(name));
-    Connection::connect(url, properties).await
+    let mut uri: AMQPUri = url
+        .parse()
+        .map_err(|e: String| lapin::Error::from(std::io::Error::other(e)))?;
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    Connection::connect_uri(uri, properties).await
 }

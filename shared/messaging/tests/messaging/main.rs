@@ -3,6 +3,7 @@
 //! own exchange and queue names, and removes them at the end; the
 //! permission tests also their own broker users.
 
+mod connection;
 mod consumer;
 mod dead_letters;
 mod dlq_tool;
