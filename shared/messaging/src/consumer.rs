@@ -46,7 +46,8 @@
 //! slow handler for one order does not hold up the others. Handlers that
 //! touch the same row must lock it (`SELECT … FOR UPDATE`).
 
-use crate::dead_letter::{self, Reason, publish_confirmed, set_int, set_str};
+use crate::dead_letter::{self, Reason, set_int, set_str};
+use crate::publish::publish_confirmed;
 use crate::metrics::{
     HANDLER_DURATION, MESSAGE_RETRIES, MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED,
 };
@@ -101,7 +102,7 @@ pub enum HandlerError {
     #[error("poison: {0}")]
     Poison(String),
     /// Will fail the same way every time: dead-lettered at once.
-    #[error("rejected: {0}")]
+    #[error("permanent: {0}")]
     Permanent(String),
 }
 
@@ -408,7 +409,7 @@ impl<H: Handler> Consumer<H> {
                 // Not reached: outages are waited out above.
                 Err(HandlerError::Unavailable(error)) => Verdict::Retry(error.to_string()),
                 Err(HandlerError::Poison(error)) => Verdict::DeadLetter(Reason::Poison, error),
-                Err(HandlerError::Permanent(error)) => Verdict::DeadLetter(Reason::Rejected, error),
+                Err(HandlerError::Permanent(error)) => Verdict::DeadLetter(Reason::Permanent, error),
             };
             // Labels take only known types: the broker's string is anyone's.
             let event_type = checkout_events::event_type_label(&envelope.event_type);

@@ -16,8 +16,10 @@
 //!   failures through delay queues ([`retry`]) and dead-letters the rest with
 //!   the reason, and pauses while the service's database is down
 //!   ([`consumer`] says which failure is which);
-//! - [`dead_letter`]: what a dead letter carries, and list / show / replay /
-//!   purge for the `checkoutctl dlq` commands;
+//! - [`dead_letter`]: the headers a retried or dead-lettered message
+//!   carries, and the reasons (the operator tool, `checkout_operator`,
+//!   reads them);
+//! - [`publish`]: one publish awaited until the broker confirms it;
 //! - [`depth`]: the depths of the unroutable and dead-letter queues as gauges;
 //! - [`metrics`]: the names of what the machinery counts.
 //!
@@ -32,6 +34,7 @@ pub mod depth;
 pub mod metrics;
 pub mod outbox;
 mod pause;
+pub mod publish;
 pub mod relay;
 pub mod retention;
 pub mod retry;

@@ -27,8 +27,6 @@ mod openapi;
 mod runtime;
 mod server;
 mod signal;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use config::{Config, ConfigError, HttpLimits, ServiceInfo};
 pub use runtime::{Application, BrokerStatus, Runtime, launch};

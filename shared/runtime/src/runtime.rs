@@ -260,8 +260,7 @@ impl Application {
 
     /// The configuration it was started with (tests provision its broker
     /// namespace from it).
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) fn config(&self) -> &Config {
+    pub fn config(&self) -> &Config {
         &self.runtime.config
     }
 

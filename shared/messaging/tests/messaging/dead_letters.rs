@@ -5,10 +5,11 @@
 //! the depths reach the gauges.
 
 use crate::consumer::envelope;
-use crate::dlq_tool::{checkoutctl, stdout};
+use crate::dlq_tool::{checkoutctl, run_checkoutctl, stdout};
 use crate::support::{AMQP_URL, BYSTANDER, Happened, PROBE, TestEnv, eventually, retries};
 use checkout_events::Event;
 use checkout_messaging::dead_letter::{self, DEATH, header_int, header_str};
+use checkout_operator::dlq;
 use checkout_messaging::{Cause, Outbox, QueueState, Relay, RetryPolicy, Topology, connect};
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,
@@ -154,7 +155,7 @@ async fn a_small_delivery_limit_counts_every_look_on_this_broker() {
     let mut seen = Vec::new();
     for _ in 0..4 {
         seen.push(
-            dead_letter::peek(&env.channel, &queue, 10)
+            dlq::peek(&env.channel, &queue, 10)
                 .await
                 .expect("peek")
                 .len(),
@@ -190,7 +191,7 @@ async fn dead_letters_survive_many_looks_intact() {
     const LOOKS: usize = 25;
     let started = Instant::now();
     for look in 0..LOOKS {
-        let letters = dead_letter::peek(&env.channel, &dlq, 100)
+        let letters = dlq::peek(&env.channel, &dlq, 100)
             .await
             .expect("peek");
         assert_eq!(letters.len(), 3, "look {look}");
@@ -366,7 +367,7 @@ async fn replay_sends_dead_letters_to_the_failing_services_queue_only() {
     .await;
     wait_ready(&env, &dlq, 4).await;
 
-    let outcome = dead_letter::replay(&env.channel, &env.topology, &PROBE[0], |_| true)
+    let outcome = dlq::replay(&env.channel, &env.topology, &PROBE[0], |_| true)
         .await
         .expect("replay");
     assert_eq!((outcome.replayed, outcome.left), (2, 2), "{outcome:?}");
@@ -476,7 +477,7 @@ async fn show_stops_at_the_match_and_masks_the_card_token() {
     assert_eq!(env.ready(&dlq).await, 5, "showing removes nothing");
 
     // Only the messages up to the match were fetched; the store is unmasked.
-    let letters = dead_letter::peek(&env.channel, &dlq, 10)
+    let letters = dlq::peek(&env.channel, &dlq, 10)
         .await
         .expect("peek");
     assert_eq!(letters.len(), 5);
@@ -583,7 +584,7 @@ async fn a_full_unroutable_queue_refuses_publishes_and_the_outbox_keeps_the_row(
         .expect("make it due");
 
     // Once a person has dealt with the queue, the row goes out.
-    dead_letter::purge(&env.channel, &unroutable)
+    dlq::purge(&env.channel, &unroutable)
         .await
         .expect("purge");
     assert_eq!(relay.publish_batch(&channel).await.expect("published"), 1);
@@ -681,21 +682,9 @@ async fn queues_left_by_an_older_version_are_kept_and_the_rest_declared() {
     let ctl = |extra: &'static [&'static str]| {
         let namespace = namespace.clone();
         async move {
-            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_checkoutctl"));
-            command
-                .args([
-                    "--namespace",
-                    &namespace,
-                    "dlq",
-                    "list",
-                    "--service",
-                    "probe",
-                ])
-                .args(extra);
-            tokio::task::spawn_blocking(move || command.output())
-                .await
-                .expect("joined")
-                .expect("checkoutctl runs")
+            let mut args = vec!["--namespace", &namespace, "dlq", "list", "--service", "probe"];
+            args.extend_from_slice(extra);
+            run_checkoutctl(&args).await
         }
     };
     let refused = ctl(&[]).await;

@@ -16,7 +16,7 @@ use checkout_events::{
     SUBSCRIPTIONS,
 };
 use checkout_messaging::access::{self, BrokerUser};
-use checkout_messaging::dead_letter::{self, DeadLetter};
+use checkout_operator::dlq::{self, DeadLetter};
 use checkout_messaging::{Consumer, Handler, HandlerError, Outcome, RetryPolicy, Topology};
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -667,7 +667,7 @@ async fn a_service_on_its_own_user_declares_retries_and_refuses_forged_events() 
         depth(&admin, &dlq).await == 2
     })
     .await;
-    let letters: Vec<DeadLetter> = dead_letter::peek(&fresh(&admin).await, &dlq, 10)
+    let letters: Vec<DeadLetter> = dlq::peek(&fresh(&admin).await, &dlq, 10)
         .await
         .expect("peek");
     let recorded: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM state")

@@ -2,12 +2,12 @@
 
 use checkout_events::{Envelope, Event, Subscription};
 use checkout_messaging::{RetryPolicy, Topology, connect};
+use checkout_testkit::TestDatabase;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,12 +52,14 @@ impl Event for Happened {
 
 pub(crate) struct TestEnv {
     pub(crate) pool: PgPool,
-    pub(crate) db_name: String,
+    /// The test's database; dropped by [`TestEnv::cleanup`], or by its own
+    /// `Drop` when a test fails.
+    db: Option<TestDatabase>,
     pub(crate) broker: std::sync::Arc<Connection>,
     pub(crate) channel: Channel,
     pub(crate) topology: Topology,
     /// Set by [`TestEnv::cleanup`]; otherwise (a failed assertion) `Drop`
-    /// removes the database and broker names.
+    /// removes the broker names.
     cleaned: bool,
 }
 
@@ -65,20 +67,10 @@ impl TestEnv {
     /// A new database with the messaging tables and a `state` table, and a
     /// declared topology under a fresh namespace.
     pub(crate) async fn new() -> TestEnv {
-        let db_name = format!("test_messaging_{}", Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(ADMIN_URL)
+        let db = TestDatabase::messaging_only("messaging", 20)
             .await
-            .expect("postgres is up");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let pool = PgPoolOptions::new()
-            .max_connections(20)
-            .connect(&format!("postgres://postgres@127.0.0.1:5432/{db_name}"))
-            .await
-            .expect("connect to the test database");
-        checkout_messaging::migrate(&pool).await.expect("migrate");
+            .expect("a test database (postgres is up)");
+        let pool = db.pool().clone();
         sqlx::query("CREATE TABLE state (id UUID PRIMARY KEY, note TEXT NOT NULL)")
             .execute(&pool)
             .await
@@ -96,7 +88,7 @@ impl TestEnv {
         let channel = broker.create_channel().await.expect("channel");
         TestEnv {
             pool,
-            db_name,
+            db: Some(db),
             broker: std::sync::Arc::new(broker),
             channel,
             topology,
@@ -108,8 +100,25 @@ impl TestEnv {
     pub(crate) async fn cleanup(mut self) {
         let _ = self.broker.close(200, ShortString::from("done")).await;
         self.pool.close().await;
-        remove(&self.topology, &self.db_name).await;
+        remove(&self.topology).await;
         self.cleaned = true;
+        if let Some(db) = self.db.take() {
+            db.drop().await.expect("drop the test database");
+        }
+    }
+
+    /// The test database.
+    pub(crate) fn db(&self) -> &TestDatabase {
+        self.db.as_ref().expect("the database until cleanup")
+    }
+
+    /// The test's database refuses new connections and ends the open ones,
+    /// as an outage would; `false` lets them in again.
+    pub(crate) async fn refuse_connections(&self, refuse: bool) {
+        self.db()
+            .refuse_connections(refuse)
+            .await
+            .expect("alter the test database");
     }
 
     /// Takes messages from `queue` until `done` says enough, or the queue
@@ -259,31 +268,30 @@ impl TestEnv {
 }
 
 impl Drop for TestEnv {
-    /// A test that panicked never reached [`TestEnv::cleanup`]: remove what
-    /// it made anyway, on a thread of its own (this one may be a runtime's).
+    /// A test that panicked never reached [`TestEnv::cleanup`]: remove its
+    /// broker names anyway, on a thread of its own (this one may be a
+    /// runtime's). The database removes itself.
     fn drop(&mut self) {
         if self.cleaned {
             return;
         }
         let topology = self.topology.clone();
-        let db_name = self.db_name.clone();
-        let name = db_name.clone();
         let removed = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime for the cleanup")
-                .block_on(remove(&topology, &name));
+                .block_on(remove(&topology));
         })
         .join();
         if removed.is_err() {
-            eprintln!("could not remove {db_name} and its broker names");
+            eprintln!("could not remove the broker names of {}", self.topology.exchange());
         }
     }
 }
 
-/// Deletes a test's broker names and drops its database.
-async fn remove(topology: &Topology, db_name: &str) {
+/// Deletes a test's broker names.
+async fn remove(topology: &Topology) {
     let broker = connect(AMQP_URL, "messaging-tests-cleanup")
         .await
         .expect("rabbitmq is up");
@@ -306,15 +314,6 @@ async fn remove(topology: &Topology, db_name: &str) {
         .await
         .expect("delete the bare exchange");
     let _ = broker.close(200, ShortString::from("done")).await;
-    let mut admin = PgConnection::connect(ADMIN_URL)
-        .await
-        .expect("postgres is up");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop database");
 }
 
 fn bare_exchange(topology: &Topology) -> String {

@@ -5,7 +5,7 @@
 //! 405 whose `Allow` header names exactly the documented methods.
 //!
 //! Routes can only be added with utoipa-axum's `routes!` (see
-//! [`Runtime::with_api`](crate::Runtime::with_api)), which documents them
+//! [`Runtime::with_api`](checkout_runtime::Runtime::with_api)), which documents them
 //! as it routes them; this check is what catches a document and a router
 //! that drifted apart all the same.
 
@@ -236,7 +236,7 @@ pub fn assert_problem_content_type(response: &reqwest::Response, what: &str) {
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok());
-    assert_eq!(content_type, Some(crate::http::PROBLEM_JSON), "{what}");
+    assert_eq!(content_type, Some(checkout_runtime::http::PROBLEM_JSON), "{what}");
 }
 
 /// The operations `document` marks with the admin bearer scheme, checking
@@ -244,7 +244,7 @@ pub fn assert_problem_content_type(response: &reqwest::Response, what: &str) {
 /// security requirement names a declared scheme.
 pub fn admin_operations(document: &Value) -> BTreeSet<String> {
     let schemes = &document["components"]["securitySchemes"];
-    let scheme = &schemes[crate::admin::SECURITY_SCHEME];
+    let scheme = &schemes[checkout_runtime::admin::SECURITY_SCHEME];
     assert_eq!(scheme["type"], "http", "{scheme}");
     assert_eq!(scheme["scheme"], "bearer", "{scheme}");
     let mut secured = BTreeSet::new();
@@ -263,7 +263,7 @@ pub fn admin_operations(document: &Value) -> BTreeSet<String> {
         }
         let admin = requirements
             .iter()
-            .any(|r| r.get(crate::admin::SECURITY_SCHEME).is_some());
+            .any(|r| r.get(checkout_runtime::admin::SECURITY_SCHEME).is_some());
         if admin {
             for status in ["401", "403"] {
                 assert!(

@@ -11,7 +11,7 @@
 //! wrong one, and every 401 must come with a `WWW-Authenticate` challenge. Valid sample bodies are mutated too, so
 //! the cases reach past the JSON parser into validation and the database.
 
-use crate::testing::api::{Operation, fetch_document, operations};
+use crate::api::{Operation, fetch_document, operations};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
@@ -392,7 +392,7 @@ async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Result<u16, 
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        let problem = content_type.as_deref() == Some(crate::http::PROBLEM_JSON)
+        let problem = content_type.as_deref() == Some(checkout_runtime::http::PROBLEM_JSON)
             && body["status"] == status
             && body["title"].is_string()
             && body["type"].is_string();
