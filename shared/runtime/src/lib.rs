@@ -23,10 +23,15 @@ pub mod admin;
 pub mod config;
 pub mod http;
 pub mod metrics;
+mod application;
+mod launch;
 mod openapi;
 mod runtime;
 mod server;
+mod session;
 mod signal;
 
 pub use config::{Config, ConfigError, HttpLimits, ServiceInfo};
-pub use runtime::{Application, BrokerStatus, Runtime, launch};
+pub use application::{Application, BrokerStatus};
+pub use launch::launch;
+pub use runtime::Runtime;
