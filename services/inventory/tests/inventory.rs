@@ -584,8 +584,7 @@ fn product(name: &str, amount: i64, on_hand: i64) -> serde_json::Value {
 
 #[tokio::test]
 async fn products_are_created_and_changed_with_put_and_each_change_is_announced() {
-    let service =
-        checkout_testkit::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
+    let service = checkout_testkit::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
     let pool = service.db.pool().clone();
     let announced = outbox_event_types(&pool).await.len();
     let address = service.address.clone();
@@ -689,8 +688,7 @@ async fn products_are_created_and_changed_with_put_and_each_change_is_announced(
 
 #[tokio::test]
 async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
-    let service =
-        checkout_testkit::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
+    let service = checkout_testkit::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
     checkout_testkit::api::check_openapi(
         &service.address,
         &["GET /products", "PUT /products/{sku}", "GET /reservations"],
@@ -699,16 +697,14 @@ async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
     let samples = vec![product("Desk lamp", 3499, 50), product("New thing", 100, 1)];
     let authorization = service.admin_authorization();
     let report =
-        checkout_testkit::fuzz::fuzz(&service.address, Some(&authorization), samples)
-            .await;
+        checkout_testkit::fuzz::fuzz(&service.address, Some(&authorization), samples).await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
 }
 
 #[tokio::test]
 async fn the_catalog_is_changed_and_reservations_shown_only_with_the_admin_token() {
-    let service =
-        checkout_testkit::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
+    let service = checkout_testkit::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
     let authorization = service.admin_authorization();
     checkout_testkit::api::check_admin(
         &service.address,

@@ -20,6 +20,8 @@
 //!   carries, and the reasons (the operator tool, `checkout_operator`,
 //!   reads them);
 //! - [`publish`]: one publish awaited until the broker confirms it;
+//! - [`spans`]: the send and process spans, after the OpenTelemetry
+//!   messaging conventions;
 //! - [`depth`]: the depths of the unroutable and dead-letter queues as gauges;
 //! - [`metrics`]: the names of what the machinery counts.
 //!
@@ -38,6 +40,7 @@ pub mod publish;
 pub mod relay;
 pub mod retention;
 pub mod retry;
+pub mod spans;
 pub mod topology;
 
 pub use consumer::{Consumer, Handler, HandlerError, Outcome, is_outage};
@@ -46,6 +49,7 @@ pub use outbox::{Cause, Outbox};
 pub use relay::{Relay, RelayError, wake_relays};
 pub use retention::Retention;
 pub use retry::RetryPolicy;
+pub use spans::Peer;
 pub use topology::{DeclareError, InvalidNamespace, Plan, QueueState, Topology};
 
 use lapin::types::LongString;

@@ -4,7 +4,9 @@
 
 use crate::admin::AdminGate;
 use crate::config::Config;
-use crate::http::{MAX_BODY_BYTES, health_routes, method_not_allowed, no_such_route, trace_request};
+use crate::http::{
+    MAX_BODY_BYTES, health_routes, method_not_allowed, no_such_route, trace_request,
+};
 use crate::metrics;
 use crate::runtime::Runtime;
 use crate::session::{BrokerSessions, supervise};
@@ -113,13 +115,12 @@ impl Application {
 /// `/metrics`), the limits, the admin gate, the server span and request
 /// metrics, and the problem+json fallbacks.
 fn router(runtime: &mut Runtime, routes: Router) -> Router {
-    let operations = health_routes(runtime.pool.clone(), runtime.broker_up.clone()).merge(
-        metrics::routes(
+    let operations =
+        health_routes(runtime.pool.clone(), runtime.broker_up.clone()).merge(metrics::routes(
             runtime.service.binary,
             runtime.pool.clone(),
             std::mem::take(&mut runtime.collectors),
-        ),
-    );
+        ));
     // The span and the request metrics wrap the limits, so a request
     // refused for time or capacity is traced and counted as the 503 it is.
     server::assemble(

@@ -20,18 +20,18 @@
 //!   ([`Runtime::with_api`]).
 
 pub mod admin;
+mod application;
 pub mod config;
 pub mod http;
-pub mod metrics;
-mod application;
 mod launch;
+pub mod metrics;
 mod openapi;
 mod runtime;
 mod server;
 mod session;
 mod signal;
 
-pub use config::{Config, ConfigError, HttpLimits, ServiceInfo};
 pub use application::{Application, BrokerStatus};
+pub use config::{Config, ConfigError, HttpLimits, ServiceInfo};
 pub use launch::launch;
 pub use runtime::Runtime;

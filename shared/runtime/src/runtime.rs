@@ -24,7 +24,7 @@ use crate::metrics::{self, Collector};
 use crate::session::{DEPTH_EVERY, Role};
 use anyhow::Context as _;
 use axum::Router;
-use checkout_messaging::{Consumer, Handler, Relay, Topology};
+use checkout_messaging::{Consumer, Handler, Peer, Relay, Topology};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
@@ -171,7 +171,8 @@ impl Runtime {
     pub fn register_relay(&mut self) {
         self.relay = true;
         let relay = Relay::new(self.pool.clone(), self.topology.exchange())
-            .with_shutdown_timeout(self.config.shutdown_timeout);
+            .with_shutdown_timeout(self.config.shutdown_timeout)
+            .with_peer(self.peer());
         self.roles.push(Box::new(move |connections, stop| {
             Box::pin(relay.clone().run(connections.publish, stop))
         }));
@@ -188,7 +189,8 @@ impl Runtime {
         )
         .with_prefetch(self.config.consumer_prefetch)
         .with_retries(self.config.retry_delays.clone())
-        .with_drain_timeout(self.config.shutdown_timeout);
+        .with_drain_timeout(self.config.shutdown_timeout)
+        .with_peer(self.peer());
         self.roles.push(Box::new(move |connections, stop| {
             Box::pin(
                 consumer
@@ -196,6 +198,11 @@ impl Runtime {
                     .run(connections.consume, connections.publish, stop),
             )
         }));
+    }
+
+    /// The broker, as the messaging spans name it.
+    fn peer(&self) -> Peer {
+        Peer::from_amqp_url(&self.config.amqp_url).unwrap_or_else(Peer::unknown)
     }
 
     /// The service ready to run: this runtime plus the service's own routes.

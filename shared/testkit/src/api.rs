@@ -236,7 +236,11 @@ pub fn assert_problem_content_type(response: &reqwest::Response, what: &str) {
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok());
-    assert_eq!(content_type, Some(checkout_runtime::http::PROBLEM_JSON), "{what}");
+    assert_eq!(
+        content_type,
+        Some(checkout_runtime::http::PROBLEM_JSON),
+        "{what}"
+    );
 }
 
 /// The operations `document` marks with the admin bearer scheme, checking

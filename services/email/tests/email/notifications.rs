@@ -2,7 +2,7 @@
 
 use checkout_events::{Currency, Envelope, Event, Money, OrderCancelled, OrderConfirmed, OrderId};
 use checkout_messaging::Outcome;
-use checkout_testkit::{TestDatabase};
+use checkout_testkit::TestDatabase;
 use email_service::MIGRATOR;
 use email_service::handler::Notifier;
 use uuid::Uuid;
@@ -91,12 +91,10 @@ async fn the_handler_applies_every_event_fixture_it_claims() {
 #[tokio::test]
 async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
     let service =
-        checkout_testkit::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build)
-            .await;
+        checkout_testkit::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build).await;
     checkout_testkit::api::check_openapi(&service.address, &["GET /emails"]).await;
     let authorization = service.admin_authorization();
-    let report =
-        checkout_testkit::fuzz::fuzz(&service.address, Some(&authorization), vec![]).await;
+    let report = checkout_testkit::fuzz::fuzz(&service.address, Some(&authorization), vec![]).await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
 }
@@ -104,11 +102,9 @@ async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
 #[tokio::test]
 async fn mails_are_shown_only_with_the_admin_token() {
     let service =
-        checkout_testkit::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build)
-            .await;
+        checkout_testkit::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build).await;
     let authorization = service.admin_authorization();
-    checkout_testkit::api::check_admin(&service.address, &authorization, &["GET /emails"])
-        .await;
+    checkout_testkit::api::check_admin(&service.address, &authorization, &["GET /emails"]).await;
     let url = format!("{}/emails?order_id={}", service.address, Uuid::now_v7());
     let client = reqwest::Client::new();
     let anonymous = client.get(&url).send().await.expect("sent");

@@ -9,8 +9,8 @@ use crate::dlq_tool::{checkoutctl, run_checkoutctl, stdout};
 use crate::support::{AMQP_URL, BYSTANDER, Happened, PROBE, TestEnv, eventually, retries};
 use checkout_events::Event;
 use checkout_messaging::dead_letter::{self, DEATH, header_int, header_str};
-use checkout_operator::dlq;
 use checkout_messaging::{Cause, Outbox, QueueState, Relay, RetryPolicy, Topology, connect};
+use checkout_operator::dlq;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,
     QueueDeclareOptions,
@@ -191,9 +191,7 @@ async fn dead_letters_survive_many_looks_intact() {
     const LOOKS: usize = 25;
     let started = Instant::now();
     for look in 0..LOOKS {
-        let letters = dlq::peek(&env.channel, &dlq, 100)
-            .await
-            .expect("peek");
+        let letters = dlq::peek(&env.channel, &dlq, 100).await.expect("peek");
         assert_eq!(letters.len(), 3, "look {look}");
         for letter in &letters {
             let id = letter.message_id.clone().expect("an id");
@@ -477,9 +475,7 @@ async fn show_stops_at_the_match_and_masks_the_card_token() {
     assert_eq!(env.ready(&dlq).await, 5, "showing removes nothing");
 
     // Only the messages up to the match were fetched; the store is unmasked.
-    let letters = dlq::peek(&env.channel, &dlq, 10)
-        .await
-        .expect("peek");
+    let letters = dlq::peek(&env.channel, &dlq, 10).await.expect("peek");
     assert_eq!(letters.len(), 5);
     for letter in &letters {
         let id = letter.message_id.clone().expect("id");
@@ -584,9 +580,7 @@ async fn a_full_unroutable_queue_refuses_publishes_and_the_outbox_keeps_the_row(
         .expect("make it due");
 
     // Once a person has dealt with the queue, the row goes out.
-    dlq::purge(&env.channel, &unroutable)
-        .await
-        .expect("purge");
+    dlq::purge(&env.channel, &unroutable).await.expect("purge");
     assert_eq!(relay.publish_batch(&channel).await.expect("published"), 1);
     assert_eq!(env.count(unpublished).await, 0);
     wait_ready(&env, &unroutable, 1).await;
@@ -682,7 +676,14 @@ async fn queues_left_by_an_older_version_are_kept_and_the_rest_declared() {
     let ctl = |extra: &'static [&'static str]| {
         let namespace = namespace.clone();
         async move {
-            let mut args = vec!["--namespace", &namespace, "dlq", "list", "--service", "probe"];
+            let mut args = vec![
+                "--namespace",
+                &namespace,
+                "dlq",
+                "list",
+                "--service",
+                "probe",
+            ];
             args.extend_from_slice(extra);
             run_checkoutctl(&args).await
         }

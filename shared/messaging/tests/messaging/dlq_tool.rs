@@ -44,7 +44,11 @@ pub(crate) async fn run_checkoutctl(args: &[&str]) -> Output {
 
 /// Runs `checkoutctl --namespace <the test's> args…`.
 pub(crate) async fn checkoutctl(env: &TestEnv, args: &[&str]) -> Output {
-    let namespace = env.topology.exchange().trim_end_matches(".events").to_owned();
+    let namespace = env
+        .topology
+        .exchange()
+        .trim_end_matches(".events")
+        .to_owned();
     let mut all = vec!["--namespace", namespace.as_str()];
     all.extend_from_slice(args);
     run_checkoutctl(&all).await

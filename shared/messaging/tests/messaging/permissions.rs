@@ -16,8 +16,8 @@ use checkout_events::{
     SUBSCRIPTIONS,
 };
 use checkout_messaging::access::{self, BrokerUser};
-use checkout_operator::dlq::{self, DeadLetter};
 use checkout_messaging::{Consumer, Handler, HandlerError, Outcome, RetryPolicy, Topology};
+use checkout_operator::dlq::{self, DeadLetter};
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
     ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeleteOptions,

@@ -285,7 +285,10 @@ impl Drop for TestEnv {
         })
         .join();
         if removed.is_err() {
-            eprintln!("could not remove the broker names of {}", self.topology.exchange());
+            eprintln!(
+                "could not remove the broker names of {}",
+                self.topology.exchange()
+            );
         }
     }
 }

@@ -270,23 +270,27 @@ fn show(out: &mut dyn Write, letter: &DeadLetter, work_queue: &str) -> std::io::
     writeln!(out, "type:          {}", or_dash(&letter.event_type))?;
     writeln!(out, "reason:        {}", or_dash(&letter.reason))?;
     writeln!(out, "handler:       {}", or_dash(&letter.handler))?;
-    writeln!(out, 
+    writeln!(
+        out,
         "attempts:      {}",
         letter.attempts.map_or("-".to_owned(), |n| n.to_string())
     )?;
     writeln!(out, "failed at:     {}", or_dash(&letter.failed_at))?;
-    writeln!(out, 
+    writeln!(
+        out,
         "original:      {} / {}",
         route.as_ref().map_or("-", |r| r.exchange.as_str()),
         route.as_ref().map_or("-", |r| r.routing_key.as_str())
     )?;
-    writeln!(out, 
+    writeln!(
+        out,
         "error:         {}",
         mask_card_tokens(letter.error.as_deref().unwrap_or("-"))
     )?;
     writeln!(out, "headers:")?;
     for (key, value) in letter.headers.inner() {
-        writeln!(out, 
+        writeln!(
+            out,
             "  {key}: {}",
             one_line(&mask_card_tokens(&render(value)), 300)
         )?;
@@ -294,4 +298,3 @@ fn show(out: &mut dyn Write, letter: &DeadLetter, work_queue: &str) -> std::io::
     writeln!(out, "body:")?;
     writeln!(out, "{}", letter.masked_body())
 }
-

@@ -79,7 +79,10 @@ async fn unpark(
         _ => Selection::All,
     };
     let unparked = outbox::unpark(pool, selection).await?;
-    writeln!(out, "unparked {unparked} row(s); the relay publishes them now")?;
+    writeln!(
+        out,
+        "unparked {unparked} row(s); the relay publishes them now"
+    )?;
     if !all && unparked == 0 {
         bail!("nothing unparked: no parked row with that event id");
     }

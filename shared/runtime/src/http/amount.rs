@@ -20,7 +20,12 @@ pub struct Amount {
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, example = 4999)]
     pub amount: i64,
     /// ISO 4217 code: three upper-case letters.
-    #[schema(pattern = "^[A-Z]{3}$", min_length = 3, max_length = 3, example = "USD")]
+    #[schema(
+        pattern = "^[A-Z]{3}$",
+        min_length = 3,
+        max_length = 3,
+        example = "USD"
+    )]
     pub currency: String,
 }
 
@@ -55,7 +60,10 @@ mod tests {
             assert!(checkout_events::Currency::parse(code).is_ok(), "{code}");
         }
         for not_a_code in ["usd", "US", "USDX"] {
-            assert!(checkout_events::Currency::parse(not_a_code).is_err(), "{not_a_code}");
+            assert!(
+                checkout_events::Currency::parse(not_a_code).is_err(),
+                "{not_a_code}"
+            );
         }
     }
 }
