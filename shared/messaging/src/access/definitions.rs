@@ -157,8 +157,8 @@ fn value_json(value: &AMQPValue) -> Value {
 mod tests {
     use super::*;
     use crate::access::{password_variable, service_user};
-    use checkout_events::PUBLISHERS;
     use crate::topology::Topology;
+    use checkout_events::PUBLISHERS;
 
     #[test]
     fn definitions_carry_names_arguments_and_permissions_as_rabbitmq_reads_them() {
