@@ -82,59 +82,71 @@ pub fn operations(document: &Value) -> Vec<Operation> {
         assert!(path.starts_with('/'), "{path}: paths start with /");
         let item = item.as_object().expect("a path item is an object");
         for (method, operation) in item.iter().filter(|(k, _)| METHODS.contains(&k.as_str())) {
-            let name = format!("{} {path}", method.to_uppercase());
-            let responses = operation["responses"]
-                .as_object()
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| panic!("{name}: no responses"));
-            for (status, response) in responses {
-                let valid_status = status == "default"
-                    || (status.len() == 3 && status.bytes().all(|b| b.is_ascii_digit()));
-                assert!(valid_status, "{name}: response key {status}");
-                let described = response["description"].is_string() || response["$ref"].is_string();
-                assert!(described, "{name} {status}: a response needs a description");
-            }
-            if let Some(id) = operation["operationId"].as_str() {
+            let operation = checked_operation(path, method, operation);
+            if let Some(id) = operation_id(item, method) {
                 assert!(
                     operation_ids.insert(id.to_owned()),
-                    "{name}: operationId {id} repeats"
+                    "{}: operationId {id} repeats",
+                    operation.name()
                 );
             }
-            let parameters = operation["parameters"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            for template in path.split('/').filter(|s| s.starts_with('{')) {
-                let param = template.trim_matches(|c| c == '{' || c == '}');
-                let declared = parameters
-                    .iter()
-                    .any(|p| p["name"] == param && p["in"] == "path" && p["required"] == true);
-                assert!(
-                    declared,
-                    "{name}: path parameter {param} is not declared as required"
-                );
-            }
-            for parameter in &parameters {
-                let location = parameter["in"].as_str().unwrap_or_default();
-                assert!(
-                    ["path", "query", "header", "cookie"].contains(&location),
-                    "{name}: parameter in {location:?}"
-                );
-            }
-            operations.push(Operation {
-                method: method.to_uppercase(),
-                path: path.clone(),
-                query: parameters
-                    .iter()
-                    .filter(|p| p["in"] == "query")
-                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
-                    .collect(),
-                has_body: operation.get("requestBody").is_some(),
-            });
+            operations.push(operation);
         }
     }
     check_references(document, document);
     operations
+}
+
+/// The `operationId` of `item`'s `method`, if it has one.
+fn operation_id<'a>(item: &'a serde_json::Map<String, Value>, method: &str) -> Option<&'a str> {
+    item.get(method)?["operationId"].as_str()
+}
+
+/// One operation of the document, its responses and parameters checked.
+fn checked_operation(path: &str, method: &str, operation: &Value) -> Operation {
+    let name = format!("{} {path}", method.to_uppercase());
+    let responses = operation["responses"]
+        .as_object()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| panic!("{name}: no responses"));
+    for (status, response) in responses {
+        let valid_status = status == "default"
+            || (status.len() == 3 && status.bytes().all(|b| b.is_ascii_digit()));
+        assert!(valid_status, "{name}: response key {status}");
+        let described = response["description"].is_string() || response["$ref"].is_string();
+        assert!(described, "{name} {status}: a response needs a description");
+    }
+    let parameters = operation["parameters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for template in path.split('/').filter(|s| s.starts_with('{')) {
+        let param = template.trim_matches(|c| c == '{' || c == '}');
+        let declared = parameters
+            .iter()
+            .any(|p| p["name"] == param && p["in"] == "path" && p["required"] == true);
+        assert!(
+            declared,
+            "{name}: path parameter {param} is not declared as required"
+        );
+    }
+    for parameter in &parameters {
+        let location = parameter["in"].as_str().unwrap_or_default();
+        assert!(
+            ["path", "query", "header", "cookie"].contains(&location),
+            "{name}: parameter in {location:?}"
+        );
+    }
+    Operation {
+        method: method.to_uppercase(),
+        path: path.to_owned(),
+        query: parameters
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect(),
+        has_body: operation.get("requestBody").is_some(),
+    }
 }
 
 /// Every `$ref` points at something inside the document.
@@ -172,7 +184,14 @@ pub async fn check_openapi(base: &str, expected: &[&str]) -> Vec<Operation> {
         .collect();
     assert_eq!(documented, wanted, "the documented operations");
 
-    for operation in &operations {
+    check_routed(&client, base, &operations).await;
+    check_not_allowed(&client, base, &operations).await;
+    operations
+}
+
+/// Every documented operation is routed (neither a 405 nor the no-such-route 404).
+async fn check_routed(client: &reqwest::Client, base: &str, operations: &[Operation]) {
+    for operation in operations {
         let url = format!(
             "{base}{}",
             operation.path_with("0194f0c2-0000-7000-8000-000000000000")
@@ -187,7 +206,11 @@ pub async fn check_openapi(base: &str, expected: &[&str]) -> Vec<Operation> {
             operation.name()
         );
     }
+}
 
+/// Every other method on a documented path is a 405 problem whose `Allow`
+/// names exactly the documented methods.
+async fn check_not_allowed(client: &reqwest::Client, base: &str, operations: &[Operation]) {
     let paths: BTreeSet<&str> = operations.iter().map(|o| o.path.as_str()).collect();
     for path in paths {
         let allowed: BTreeSet<String> = operations
@@ -227,7 +250,6 @@ pub async fn check_openapi(base: &str, expected: &[&str]) -> Vec<Operation> {
             );
         }
     }
-    operations
 }
 
 /// Asserts `response` is `application/problem+json`.

@@ -166,24 +166,7 @@ impl<H: Handler> Consumer<H> {
         to: &Forward<'_>,
         headers: FieldTable,
     ) {
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string())
-            .unwrap_or_default();
-        let message = Message {
-            id: &message_id,
-            conversation_id: None,
-            event_type: delivery
-                .properties
-                .kind()
-                .as_ref()
-                .map_or("", |k| k.as_str()),
-            routing_key: to.queue,
-        };
-        // A child of the `process` span: the forward is part of handling it.
-        let span = spans::send(to.exchange, message, &self.peer, to.purpose, None);
+        let span = forward_span_of(delivery, to, &self.peer);
         let properties = delivery.properties.clone().with_headers(headers);
         let published = tokio::time::timeout(
             self.forward_timeout,
@@ -224,6 +207,28 @@ impl<H: Handler> Consumer<H> {
             }
         }
     }
+}
+
+/// The `send` span of a forward: a child of the current `process` span,
+/// since the forward is part of handling the delivery.
+fn forward_span_of(delivery: &Delivery, to: &Forward<'_>, peer: &crate::spans::Peer) -> Span {
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    let message = Message {
+        id: &message_id,
+        conversation_id: None,
+        event_type: delivery
+            .properties
+            .kind()
+            .as_ref()
+            .map_or("", |k| k.as_str()),
+        routing_key: to.queue,
+    };
+    spans::send(to.exchange, message, peer, to.purpose, None)
 }
 
 async fn ack(delivery: &Delivery) {
