@@ -63,8 +63,9 @@ pub(crate) struct Message<'a> {
 }
 
 /// A PRODUCER span `send <exchange>`, a child of `parent` (the span that
-/// wrote the outbox row, or the `process` span forwarding a delivery).
-/// `purpose` says why it is sent (`publish`, `retry`, `dead_letter`).
+/// wrote the outbox row) or, without one, of the current span (the
+/// `process` span forwarding a delivery). `purpose` says why it is sent
+/// (`publish`, `retry`, `dead_letter`).
 pub(crate) fn send(
     exchange: &str,
     message: Message<'_>,
@@ -72,30 +73,8 @@ pub(crate) fn send(
     purpose: &'static str,
     parent: Option<Context>,
 ) -> Span {
-    let span = tracing::info_span!(
-        "send",
-        otel.name = format!("send {exchange}"),
-        otel.kind = "producer",
-        messaging.system = "rabbitmq",
-        messaging.operation.name = "send",
-        messaging.operation.type = "send",
-        messaging.destination.name = exchange,
-        messaging.rabbitmq.destination.routing_key = message.routing_key,
-        messaging.message.id = %message.id,
-        messaging.message.conversation_id = Empty,
-        server.address = peer.address.as_str(),
-        server.port = peer.port,
-        event.type = message.event_type,
-        checkout.send.purpose = purpose,
-        error.type = Empty,
-        trace_id = Empty,
-    );
-    if let Some(conversation_id) = message.conversation_id {
-        span.record(
-            "messaging.message.conversation_id",
-            tracing::field::display(conversation_id),
-        );
-    }
+    let span = messaging_span(Operation::Send, exchange, exchange, message, peer);
+    span.record("checkout.send.purpose", purpose);
     match parent {
         Some(parent) => adopt_parent(&span, parent),
         None => checkout_telemetry::propagation::record_trace_id(&span),
@@ -114,23 +93,68 @@ pub(crate) fn process(
     peer: &Peer,
     producer: Context,
 ) -> Span {
+    let span = messaging_span(Operation::Process, queue, exchange, message, peer);
+    span.record("messaging.destination.subscription.name", queue);
+    span.record("messaging.consumer.group.name", queue);
+    span.record("messaging.rabbitmq.message.delivery_tag", delivery_tag);
+    if let Some(conversation_id) = message.conversation_id {
+        span.record("correlation_id", tracing::field::display(conversation_id));
+    }
+    adopt_producer(&span, producer);
+    span
+}
+
+/// The two operations this crate traces.
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    Send,
+    Process,
+}
+
+impl Operation {
+    /// `messaging.operation.name` (and `.type`: the same word here).
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Send => "send",
+            Operation::Process => "process",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Operation::Send => "producer",
+            Operation::Process => "consumer",
+        }
+    }
+}
+
+/// A span `<operation> <target>` with every attribute the two operations
+/// share; the operation-specific ones are declared and left to the caller.
+fn messaging_span(
+    operation: Operation,
+    target: &str,
+    exchange: &str,
+    message: Message<'_>,
+    peer: &Peer,
+) -> Span {
     let span = tracing::info_span!(
-        "process",
-        otel.name = format!("process {queue}"),
-        otel.kind = "consumer",
+        "messaging",
+        otel.name = format!("{} {target}", operation.name()),
+        otel.kind = operation.kind(),
         messaging.system = "rabbitmq",
-        messaging.operation.name = "process",
-        messaging.operation.type = "process",
+        messaging.operation.name = operation.name(),
+        messaging.operation.type = operation.name(),
         messaging.destination.name = exchange,
-        messaging.destination.subscription.name = queue,
-        messaging.consumer.group.name = queue,
+        messaging.destination.subscription.name = Empty,
+        messaging.consumer.group.name = Empty,
         messaging.rabbitmq.destination.routing_key = message.routing_key,
-        messaging.rabbitmq.message.delivery_tag = delivery_tag,
+        messaging.rabbitmq.message.delivery_tag = Empty,
         messaging.message.id = %message.id,
         messaging.message.conversation_id = Empty,
         server.address = peer.address.as_str(),
         server.port = peer.port,
         event.type = message.event_type,
+        checkout.send.purpose = Empty,
         correlation_id = Empty,
         error.type = Empty,
         trace_id = Empty,
@@ -140,9 +164,7 @@ pub(crate) fn process(
             "messaging.message.conversation_id",
             tracing::field::display(conversation_id),
         );
-        span.record("correlation_id", tracing::field::display(conversation_id));
     }
-    adopt_producer(&span, producer);
     span
 }
 

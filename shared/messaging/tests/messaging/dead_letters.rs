@@ -104,6 +104,16 @@ pub(crate) fn stored(headers: &FieldTable) -> BTreeMap<String, AMQPValue> {
         .collect()
 }
 
+/// The message id of a delivery, which every message here has.
+pub(crate) fn message_id(delivery: &lapin::message::Delivery) -> String {
+    delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .expect("a message id")
+        .to_string()
+}
+
 pub(crate) async fn wait_ready(env: &TestEnv, queue: &str, count: u32) {
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -219,12 +229,7 @@ async fn dead_letters_survive_many_looks_intact() {
         .await;
     assert_eq!(got.len(), 3);
     for delivery in &got {
-        let id = delivery
-            .properties
-            .message_id()
-            .clone()
-            .expect("id")
-            .to_string();
+        let id = message_id(delivery);
         let (body, headers) = &originals[&id];
         assert_eq!(&delivery.data, body);
         let delivered = delivery.properties.headers().clone().unwrap_or_default();

@@ -1,6 +1,7 @@
 //! A service on its own user declares its retries, and its consumer
 //! refuses forged events whoever published them.
 
+use crate::consumer::count_attempt;
 use crate::permissions::*;
 use crate::support::eventually;
 use checkout_events::{Envelope, Event, OrderConfirmed};
@@ -26,15 +27,7 @@ impl Handler for Recorder {
         envelope: &Envelope,
         tx: &mut PgConnection,
     ) -> Result<Outcome, HandlerError> {
-        let attempt = {
-            let mut attempts = self
-                .attempts
-                .lock()
-                .map_err(|_| HandlerError::Permanent("poisoned lock".into()))?;
-            let n = attempts.entry(envelope.id).or_default();
-            *n += 1;
-            *n
-        };
+        let attempt = count_attempt(&self.attempts, envelope)?;
         if attempt == 1 {
             return Err(HandlerError::Transient("the first try fails".into()));
         }

@@ -120,12 +120,7 @@ async fn replay_sends_dead_letters_to_the_failing_services_queue_only() {
         .await;
     assert_eq!(replayed.len(), 2);
     for delivery in &replayed {
-        let id = delivery
-            .properties
-            .message_id()
-            .clone()
-            .expect("id")
-            .to_string();
+        let id = message_id(delivery);
         let body = if id == by_consumer.id.to_string() {
             &by_consumer_body
         } else {
