@@ -4,6 +4,7 @@
 //! holding up none of the rows behind it; confirms and shutdown are bounded
 //! in time; old published rows and processed events are pruned.
 
+use crate::relay_refusals::confirm_channel;
 use crate::support::{AMQP_URL, Happened, TestEnv, eventually};
 use checkout_events::Envelope;
 use checkout_messaging::{Cause, Outbox, Relay, connect};
@@ -139,11 +140,7 @@ async fn rows_stay_unpublished_when_the_broker_refuses_them() {
     );
 
     // The same rows go out once the destination exists.
-    let channel = env.broker.create_channel().await.expect("channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm mode");
+    let channel = confirm_channel(&env.broker).await;
     let relay = Relay::new(env.pool.clone(), env.topology.exchange());
     assert_eq!(relay.publish_batch(&channel).await.expect("published"), 3);
     let queue = env.topology.queue("probe");
@@ -241,11 +238,7 @@ async fn a_relay_killed_between_confirm_and_mark_republishes_and_the_inbox_absor
     for seq in 0..3 {
         write(&env.pool, crate::consumer::GOOD, seq).await;
     }
-    let channel = env.broker.create_channel().await.expect("channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm mode");
+    let channel = confirm_channel(&env.broker).await;
     let relay = Relay::new(env.pool.clone(), env.topology.exchange());
 
     // The crash window: the broker confirms, then marking the rows fails,
