@@ -11,7 +11,7 @@ use crate::resources::{
     self, create_database, delete_broker_users, delete_topology, drop_database,
 };
 use anyhow::Context as _;
-use checkout_messaging::dead_letter::{self, DeadLetter};
+use checkout_operator::dlq::{self as dead_letter, DeadLetter};
 use lapin::types::ShortString;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,9 @@
 //! One order is one trace: the spans the four services export for it, as
 //! collected by the test's own OTLP receiver, form one tree rooted at the
 //! HTTP request that placed the order, with every message hop linking a
-//! CONSUMER span to the PRODUCER span that sent the message.
+//! CONSUMER span to the PRODUCER span that sent the message — and every
+//! span named and attributed after the OpenTelemetry semantic conventions
+//! (HTTP server spans; messaging `send <exchange>` / `process <queue>`).
 
 use crate::order_body;
 use e2e::otlp::{ROUTING_KEY, tree};
@@ -93,6 +95,16 @@ async fn one_order_is_one_trace_across_all_four_services() -> anyhow::Result<()>
         );
     }
 
+    // Names and required attributes, as the semantic conventions have them.
+    check_server_span(root, &tree);
+    for span in &spans {
+        match span.kind {
+            SpanKind::Producer => check_send_span(span, &tree),
+            SpanKind::Consumer => check_process_span(span, &tree),
+            _ => {}
+        }
+    }
+
     // Each service that emits events publishes under this trace.
     for service in [Service::Order, Service::Payment, Service::Inventory] {
         assert!(
@@ -125,4 +137,113 @@ fn is_root_or_has_parent(span: &ReceivedSpan, spans: &[ReceivedSpan]) -> bool {
 fn parent_of<'a>(span: &ReceivedSpan, spans: &'a [ReceivedSpan]) -> Option<&'a ReceivedSpan> {
     let parent = span.parent_span_id.as_ref()?;
     spans.iter().find(|other| &other.span_id == parent)
+}
+
+/// `span`'s attribute `key`, which must be there.
+fn attribute<'a>(span: &'a ReceivedSpan, key: &str, tree: &str) -> &'a str {
+    span.attributes
+        .get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("{span} has {key}: {:?}\n{tree}", span.attributes))
+}
+
+/// The attributes every messaging span has (`server.*` from `AMQP_URL`).
+fn check_messaging_span(span: &ReceivedSpan, operation: &str, tree: &str) {
+    assert_eq!(
+        attribute(span, "messaging.system", tree),
+        "rabbitmq",
+        "{span}"
+    );
+    assert_eq!(
+        attribute(span, "messaging.operation.name", tree),
+        operation,
+        "{span}"
+    );
+    assert_eq!(
+        attribute(span, "messaging.operation.type", tree),
+        operation,
+        "{span}"
+    );
+    assert!(
+        !attribute(span, "server.address", tree).is_empty(),
+        "{span}"
+    );
+    assert!(
+        attribute(span, "server.port", tree)
+            .parse::<u16>()
+            .is_ok_and(|port| port > 0),
+        "{span}"
+    );
+    assert!(
+        !attribute(span, "messaging.message.id", tree).is_empty(),
+        "{span}"
+    );
+    assert!(!attribute(span, ROUTING_KEY, tree).is_empty(), "{span}");
+}
+
+/// The HTTP server span of `POST /orders`, with the stable HTTP attributes.
+fn check_server_span(span: &ReceivedSpan, tree: &str) {
+    assert_eq!(
+        attribute(span, "http.request.method", tree),
+        "POST",
+        "{span}"
+    );
+    assert_eq!(attribute(span, "http.route", tree), "/orders", "{span}");
+    assert_eq!(attribute(span, "url.scheme", tree), "http", "{span}");
+    assert_eq!(attribute(span, "url.path", tree), "/orders", "{span}");
+    assert_eq!(
+        attribute(span, "server.address", tree),
+        "127.0.0.1",
+        "{span}"
+    );
+    assert!(
+        attribute(span, "server.port", tree).parse::<u16>().is_ok(),
+        "{span}"
+    );
+    assert!(
+        attribute(span, "http.response.status_code", tree).starts_with('2'),
+        "{span}"
+    );
+    assert!(
+        !span.attributes.contains_key("error.type"),
+        "no error: {span}"
+    );
+}
+
+/// A PRODUCER span: `send <exchange>`, the exchange as the destination, the
+/// order's correlation id as the conversation.
+fn check_send_span(span: &ReceivedSpan, tree: &str) {
+    check_messaging_span(span, "send", tree);
+    let exchange = attribute(span, "messaging.destination.name", tree);
+    assert_eq!(span.name, format!("send {exchange}"), "{span}\n{tree}");
+    assert!(
+        !attribute(span, "messaging.message.conversation_id", tree).is_empty(),
+        "{span}"
+    );
+}
+
+/// A CONSUMER span: `process <queue>`, with the delivery tag and the
+/// conversation (correlation) id; the exchange is the destination.
+fn check_process_span(span: &ReceivedSpan, tree: &str) {
+    check_messaging_span(span, "process", tree);
+    let queue = attribute(span, "messaging.destination.subscription.name", tree);
+    assert_eq!(span.name, format!("process {queue}"), "{span}\n{tree}");
+    assert!(
+        !attribute(span, "messaging.destination.name", tree).is_empty(),
+        "{span}"
+    );
+    assert!(
+        attribute(span, "messaging.rabbitmq.message.delivery_tag", tree)
+            .parse::<u64>()
+            .is_ok_and(|tag| tag > 0),
+        "{span}"
+    );
+    assert!(
+        !attribute(span, "messaging.message.conversation_id", tree).is_empty(),
+        "{span}"
+    );
+    assert!(
+        !span.attributes.contains_key("error.type"),
+        "no failure: {span}"
+    );
 }

@@ -47,7 +47,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     catalog::announce(runtime.pool())
         .await
         .context("cannot announce the catalog")?;
-    runtime.spawn_relay();
+    runtime.register_relay();
     runtime.spawn_consumer(InventoryHandler);
     let api = routes::api(runtime.pool().clone());
     Ok(runtime.with_api(api))

@@ -9,8 +9,8 @@ use checkout_events::{
     OrderConfirmed, OrderCreated, OrderId, ProductUpdated, Quantity, Sku,
 };
 use checkout_messaging::{Cause, Outcome};
-use checkout_runtime::testing::{
-    self, TestDatabase, admin_authorization, delete_topology, isolated_config, outbox_envelopes,
+use checkout_testkit::{
+    TestDatabase, admin_authorization, delete_topology, isolated_config, outbox_envelopes,
     outbox_event_types, with_database,
 };
 use inventory_service::catalog::{self, ProductChange};
@@ -64,7 +64,7 @@ fn cancelled(order_id: OrderId) -> OrderCancelled {
 async fn apply<E: Event>(pool: &PgPool, order_id: OrderId, event: &E) -> Outcome {
     let envelope =
         Envelope::new(event, "order-service", order_id.as_uuid(), None).expect("serializable");
-    testing::handle(pool, &InventoryHandler, &envelope)
+    checkout_testkit::handle(pool, &InventoryHandler, &envelope)
         .await
         .expect("handled")
 }
@@ -321,7 +321,7 @@ async fn a_cancellation_racing_its_order_releases_it() {
 
         // The reservation is written but not committed when the
         // cancellation looks: it finds no row, and its tombstone claim waits.
-        checkout_runtime::testing::race(&pool, InventoryHandler, &created, cancelled).await;
+        checkout_testkit::race(&pool, InventoryHandler, &created, cancelled).await;
 
         assert_eq!(
             status(reservation(&pool, order_id).await).as_deref(),
@@ -503,7 +503,7 @@ async fn events_duplicated_and_shuffled_leave_no_stock_held_for_cancelled_orders
                 }
             }
         }
-        for (order_id, step) in checkout_runtime::testing::shuffled(steps, 11) {
+        for (order_id, step) in checkout_testkit::shuffled(steps, 11) {
             match step {
                 Step::Created(event) => apply(&pool, order_id, &event).await,
                 Step::Cancelled(event) => apply(&pool, order_id, &event).await,
@@ -544,7 +544,7 @@ async fn events_duplicated_and_shuffled_leave_no_stock_held_for_cancelled_orders
 #[tokio::test]
 async fn the_handler_applies_every_event_fixture_it_claims() {
     with_database("inventory", &MIGRATOR, |pool| async move {
-        checkout_runtime::testing::contract::check_consumer(
+        checkout_testkit::contract::check_consumer(
             &pool,
             SERVICE.name,
             &InventoryHandler,
@@ -584,8 +584,7 @@ fn product(name: &str, amount: i64, on_hand: i64) -> serde_json::Value {
 
 #[tokio::test]
 async fn products_are_created_and_changed_with_put_and_each_change_is_announced() {
-    let service =
-        checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
+    let service = checkout_testkit::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
     let pool = service.db.pool().clone();
     let announced = outbox_event_types(&pool).await.len();
     let address = service.address.clone();
@@ -689,9 +688,8 @@ async fn products_are_created_and_changed_with_put_and_each_change_is_announced(
 
 #[tokio::test]
 async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
-    let service =
-        checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
-    checkout_runtime::testing::api::check_openapi(
+    let service = checkout_testkit::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
+    checkout_testkit::api::check_openapi(
         &service.address,
         &["GET /products", "PUT /products/{sku}", "GET /reservations"],
     )
@@ -699,18 +697,16 @@ async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
     let samples = vec![product("Desk lamp", 3499, 50), product("New thing", 100, 1)];
     let authorization = service.admin_authorization();
     let report =
-        checkout_runtime::testing::fuzz::fuzz(&service.address, Some(&authorization), samples)
-            .await;
+        checkout_testkit::fuzz::fuzz(&service.address, Some(&authorization), samples).await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
 }
 
 #[tokio::test]
 async fn the_catalog_is_changed_and_reservations_shown_only_with_the_admin_token() {
-    let service =
-        checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
+    let service = checkout_testkit::spawn(&SERVICE, &MIGRATOR, inventory_service::build).await;
     let authorization = service.admin_authorization();
-    checkout_runtime::testing::api::check_admin(
+    checkout_testkit::api::check_admin(
         &service.address,
         &authorization,
         &["PUT /products/{sku}", "GET /reservations"],
@@ -765,14 +761,14 @@ async fn the_catalog_is_changed_and_reservations_shown_only_with_the_admin_token
 
 #[tokio::test]
 async fn without_an_admin_token_the_catalog_cannot_be_changed_and_says_how_to_enable_it() {
-    let service = checkout_runtime::testing::spawn_with(
+    let service = checkout_testkit::spawn_with(
         &SERVICE,
         &MIGRATOR,
         |config| config.admin_token = None,
         inventory_service::build,
     )
     .await;
-    let off = checkout_runtime::testing::api::check_admin_off(&service.address).await;
+    let off = checkout_testkit::api::check_admin_off(&service.address).await;
     let listed = reqwest::get(format!("{}/products", service.address))
         .await
         .expect("sent")

@@ -50,7 +50,7 @@ pub async fn build_with(config: Config, settings: Settings) -> anyhow::Result<Ap
         .await?
         .with_collector(metrics::orders_by_status);
     metrics::describe();
-    runtime.spawn_relay();
+    runtime.register_relay();
     runtime.spawn_consumer(saga::OrderSaga);
     let deadline = settings.order_deadline;
     runtime.spawn_task(deadline::run(

@@ -35,7 +35,7 @@ pub use handler::PaymentHandler;
 /// the relay and the consumer. Serve it with [`Application::run_until_stopped`].
 pub async fn build(config: Config) -> anyhow::Result<Application> {
     let mut runtime = Runtime::start(SERVICE, config, &MIGRATOR).await?;
-    runtime.spawn_relay();
+    runtime.register_relay();
     runtime.spawn_consumer(PaymentHandler);
     let api = routes::api(runtime.pool().clone());
     Ok(runtime.with_api(api))

@@ -8,8 +8,8 @@ use checkout_events::{
     PaymentRequested,
 };
 use checkout_messaging::Outcome;
-use checkout_runtime::testing::{
-    self, TestDatabase, delete_topology, isolated_config, outbox_envelopes, outbox_event_types,
+use checkout_testkit::{
+    TestDatabase, delete_topology, isolated_config, outbox_envelopes, outbox_event_types,
     with_database,
 };
 use payment_service::{MIGRATOR, PaymentHandler, SERVICE};
@@ -44,7 +44,7 @@ fn cancelled(order_id: OrderId) -> OrderCancelled {
 async fn apply<E: Event>(pool: &PgPool, order_id: OrderId, event: &E) -> Outcome {
     let envelope =
         Envelope::new(event, "order-service", order_id.as_uuid(), None).expect("serializable");
-    testing::handle(pool, &PaymentHandler, &envelope)
+    checkout_testkit::handle(pool, &PaymentHandler, &envelope)
         .await
         .expect("handled")
 }
@@ -223,7 +223,7 @@ async fn a_cancellation_racing_its_order_refunds_it() {
 
         // The charge is written but not committed when the cancellation
         // looks: it finds no row, and its tombstone claim waits for the charge.
-        checkout_runtime::testing::race(&pool, PaymentHandler, &created, cancelled).await;
+        checkout_testkit::race(&pool, PaymentHandler, &created, cancelled).await;
 
         assert_eq!(payments(&pool, order_id).await[0].status, "REFUNDED");
         assert_eq!(
@@ -247,7 +247,7 @@ async fn the_api_lists_the_payment_of_an_order() {
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
-    let authorization = testing::admin_authorization(&config);
+    let authorization = checkout_testkit::admin_authorization(&config);
     let order_id = OrderId::new();
     apply(db.pool(), order_id, &created(order_id, "tok_visa")).await;
 
@@ -326,7 +326,7 @@ async fn events_duplicated_and_shuffled_leave_no_money_held_for_cancelled_orders
                 }
             }
         }
-        for (order_id, step) in checkout_runtime::testing::shuffled(steps, 7) {
+        for (order_id, step) in checkout_testkit::shuffled(steps, 7) {
             match step {
                 Step::Created(event) => apply(&pool, order_id, &event).await,
                 Step::Cancelled(event) => apply(&pool, order_id, &event).await,
@@ -378,7 +378,7 @@ async fn events_duplicated_and_shuffled_leave_no_money_held_for_cancelled_orders
 #[tokio::test]
 async fn the_handler_applies_every_event_fixture_it_claims() {
     with_database("payment", &MIGRATOR, |pool| async move {
-        checkout_runtime::testing::contract::check_consumer(
+        checkout_testkit::contract::check_consumer(
             &pool,
             SERVICE.name,
             &PaymentHandler,
@@ -391,27 +391,19 @@ async fn the_handler_applies_every_event_fixture_it_claims() {
 
 #[tokio::test]
 async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
-    let service =
-        checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, payment_service::build).await;
-    checkout_runtime::testing::api::check_openapi(&service.address, &["GET /payments"]).await;
+    let service = checkout_testkit::spawn(&SERVICE, &MIGRATOR, payment_service::build).await;
+    checkout_testkit::api::check_openapi(&service.address, &["GET /payments"]).await;
     let authorization = service.admin_authorization();
-    let report =
-        checkout_runtime::testing::fuzz::fuzz(&service.address, Some(&authorization), vec![]).await;
+    let report = checkout_testkit::fuzz::fuzz(&service.address, Some(&authorization), vec![]).await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
 }
 
 #[tokio::test]
 async fn payments_are_shown_only_with_the_admin_token() {
-    let service =
-        checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, payment_service::build).await;
+    let service = checkout_testkit::spawn(&SERVICE, &MIGRATOR, payment_service::build).await;
     let authorization = service.admin_authorization();
-    checkout_runtime::testing::api::check_admin(
-        &service.address,
-        &authorization,
-        &["GET /payments"],
-    )
-    .await;
+    checkout_testkit::api::check_admin(&service.address, &authorization, &["GET /payments"]).await;
     let url = format!("{}/payments?order_id={}", service.address, Uuid::now_v7());
     let client = reqwest::Client::new();
     let anonymous = client.get(&url).send().await.expect("sent");
@@ -436,14 +428,14 @@ async fn payments_are_shown_only_with_the_admin_token() {
 
 #[tokio::test]
 async fn without_an_admin_token_the_payments_are_off_and_say_how_to_enable_them() {
-    let service = checkout_runtime::testing::spawn_with(
+    let service = checkout_testkit::spawn_with(
         &SERVICE,
         &MIGRATOR,
         |config| config.admin_token = None,
         payment_service::build,
     )
     .await;
-    let off = checkout_runtime::testing::api::check_admin_off(&service.address).await;
+    let off = checkout_testkit::api::check_admin_off(&service.address).await;
     service.stop().await;
     assert_eq!(off, 1, "GET /payments is off");
 }

@@ -16,8 +16,12 @@
 //!   failures through delay queues ([`retry`]) and dead-letters the rest with
 //!   the reason, and pauses while the service's database is down
 //!   ([`consumer`] says which failure is which);
-//! - [`dead_letter`]: what a dead letter carries, and list / show / replay /
-//!   purge for the `checkoutctl dlq` commands;
+//! - [`dead_letter`]: the headers a retried or dead-lettered message
+//!   carries, and the reasons (the operator tool, `checkout_operator`,
+//!   reads them);
+//! - [`publish`]: one publish awaited until the broker confirms it;
+//! - [`spans`]: the send and process spans, after the OpenTelemetry
+//!   messaging conventions;
 //! - [`depth`]: the depths of the unroutable and dead-letter queues as gauges;
 //! - [`metrics`]: the names of what the machinery counts.
 //!
@@ -32,9 +36,11 @@ pub mod depth;
 pub mod metrics;
 pub mod outbox;
 mod pause;
+pub mod publish;
 pub mod relay;
 pub mod retention;
 pub mod retry;
+pub mod spans;
 pub mod topology;
 
 pub use consumer::{Consumer, Handler, HandlerError, Outcome, is_outage};
@@ -43,6 +49,7 @@ pub use outbox::{Cause, Outbox};
 pub use relay::{Relay, RelayError, wake_relays};
 pub use retention::Retention;
 pub use retry::RetryPolicy;
+pub use spans::Peer;
 pub use topology::{DeclareError, InvalidNamespace, Plan, QueueState, Topology};
 
 use lapin::types::LongString;

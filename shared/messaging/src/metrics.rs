@@ -14,7 +14,7 @@ pub const HANDLER_DURATION: &str = "checkout_handler_duration_seconds";
 /// Deliveries sent round again after a transient failure, by `event_type`.
 pub const MESSAGE_RETRIES: &str = "checkout_message_retries_total";
 /// Deliveries moved to the dead-letter queue, by `reason`
-/// (`poison`, `rejected`, `exhausted`, `forbidden`).
+/// (`poison`, `permanent`, `exhausted`, `forbidden`).
 pub const MESSAGES_DEAD_LETTERED: &str = "checkout_messages_dead_lettered_total";
 /// Messages waiting in the unroutable queue (published with a routing key
 /// no queue is bound to). Every service reports the same shared queue: take
@@ -52,7 +52,7 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         MESSAGES_DEAD_LETTERED,
-        "Deliveries moved to the dead-letter queue, by reason"
+        "Deliveries moved to the dead-letter queue, by reason (poison, permanent, exhausted, forbidden)"
     );
     metrics::describe_gauge!(
         CONSUMER_PAUSED,

@@ -20,15 +20,18 @@
 //!   ([`Runtime::with_api`]).
 
 pub mod admin;
+mod application;
 pub mod config;
 pub mod http;
+mod launch;
 pub mod metrics;
 mod openapi;
 mod runtime;
 mod server;
+mod session;
 mod signal;
-#[cfg(feature = "testing")]
-pub mod testing;
 
+pub use application::{Application, BrokerStatus};
 pub use config::{Config, ConfigError, HttpLimits, ServiceInfo};
-pub use runtime::{Application, BrokerStatus, Runtime, launch};
+pub use launch::launch;
+pub use runtime::Runtime;

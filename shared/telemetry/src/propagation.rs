@@ -7,7 +7,7 @@
 //! extraction yields an empty context, which is harmless.
 
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use opentelemetry::Context;
+pub use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt;
 use std::collections::HashMap;
@@ -59,6 +59,27 @@ pub fn adopt_parent(span: &Span, parent: Context) {
         tracing::debug!("span already started; parent context not applied");
     }
     record_trace_id(span);
+}
+
+/// Makes `producer` — the context a message carried — both the parent of
+/// a consumer span that has not been entered yet and the target of a span
+/// link, as the messaging conventions ask of a `process` span: the parent
+/// keeps one order's saga in one trace, the link says which send it
+/// answers (and survives a backend that shows only links).
+pub fn adopt_producer(span: &Span, producer: Context) {
+    let producer_span = producer.span().span_context().clone();
+    adopt_parent(span, producer);
+    if producer_span.is_valid() {
+        span.add_link(producer_span);
+    }
+}
+
+/// Marks `span` as failed: `error.type` (a low-cardinality class such as
+/// `permanent` or `500`) and an error status with `description`. The span
+/// must declare `error.type` (as `tracing::field::Empty`).
+pub fn record_error(span: &Span, error_type: &str, description: &str) {
+    span.record("error.type", error_type);
+    span.set_status(opentelemetry::trace::Status::error(description.to_owned()));
 }
 
 /// Records the span's trace id in its `trace_id` field.

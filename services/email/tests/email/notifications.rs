@@ -2,7 +2,7 @@
 
 use checkout_events::{Currency, Envelope, Event, Money, OrderCancelled, OrderConfirmed, OrderId};
 use checkout_messaging::Outcome;
-use checkout_runtime::testing::{self, TestDatabase};
+use checkout_testkit::TestDatabase;
 use email_service::MIGRATOR;
 use email_service::handler::Notifier;
 use uuid::Uuid;
@@ -10,7 +10,7 @@ use uuid::Uuid;
 async fn deliver<E: Event>(db: &TestDatabase, event: &E) -> Outcome {
     // A fresh envelope each time: the inbox cannot catch it, the unique key must.
     let envelope = Envelope::new(event, "test", Uuid::now_v7(), None).expect("envelope");
-    testing::handle(db.pool(), &Notifier, &envelope)
+    checkout_testkit::handle(db.pool(), &Notifier, &envelope)
         .await
         .expect("handled")
 }
@@ -76,8 +76,8 @@ async fn other_events_are_ignored() {
 
 #[tokio::test]
 async fn the_handler_applies_every_event_fixture_it_claims() {
-    checkout_runtime::testing::with_database("email", &MIGRATOR, |pool| async move {
-        checkout_runtime::testing::contract::check_consumer(
+    checkout_testkit::with_database("email", &MIGRATOR, |pool| async move {
+        checkout_testkit::contract::check_consumer(
             &pool,
             email_service::SERVICE.name,
             &Notifier,
@@ -91,12 +91,10 @@ async fn the_handler_applies_every_event_fixture_it_claims() {
 #[tokio::test]
 async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
     let service =
-        checkout_runtime::testing::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build)
-            .await;
-    checkout_runtime::testing::api::check_openapi(&service.address, &["GET /emails"]).await;
+        checkout_testkit::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build).await;
+    checkout_testkit::api::check_openapi(&service.address, &["GET /emails"]).await;
     let authorization = service.admin_authorization();
-    let report =
-        checkout_runtime::testing::fuzz::fuzz(&service.address, Some(&authorization), vec![]).await;
+    let report = checkout_testkit::fuzz::fuzz(&service.address, Some(&authorization), vec![]).await;
     assert_eq!(report.server_errors, 0);
     service.stop().await;
 }
@@ -104,11 +102,9 @@ async fn the_http_api_is_documented_and_random_input_gets_no_server_error() {
 #[tokio::test]
 async fn mails_are_shown_only_with_the_admin_token() {
     let service =
-        checkout_runtime::testing::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build)
-            .await;
+        checkout_testkit::spawn(&email_service::SERVICE, &MIGRATOR, email_service::build).await;
     let authorization = service.admin_authorization();
-    checkout_runtime::testing::api::check_admin(&service.address, &authorization, &["GET /emails"])
-        .await;
+    checkout_testkit::api::check_admin(&service.address, &authorization, &["GET /emails"]).await;
     let url = format!("{}/emails?order_id={}", service.address, Uuid::now_v7());
     let client = reqwest::Client::new();
     let anonymous = client.get(&url).send().await.expect("sent");
@@ -138,14 +134,14 @@ async fn mails_are_shown_only_with_the_admin_token() {
 
 #[tokio::test]
 async fn without_an_admin_token_the_mails_are_off_and_say_how_to_enable_them() {
-    let service = checkout_runtime::testing::spawn_with(
+    let service = checkout_testkit::spawn_with(
         &email_service::SERVICE,
         &MIGRATOR,
         |config| config.admin_token = None,
         email_service::build,
     )
     .await;
-    let off = checkout_runtime::testing::api::check_admin_off(&service.address).await;
+    let off = checkout_testkit::api::check_admin_off(&service.address).await;
     service.stop().await;
     assert_eq!(off, 1, "GET /emails is off");
 }

@@ -5,7 +5,7 @@
 use crate::receiver::Receiver;
 use checkout_events::{Currency, Money, OrderCancelled, OrderConfirmed, OrderId};
 use checkout_runtime::Config;
-use checkout_runtime::testing::{
+use checkout_testkit::{
     Serving, TestDatabase, admin_authorization, isolated_config, publish, serve,
 };
 use email_service::config::transport;

@@ -2,7 +2,7 @@
 //! revisions are discarded, and new prices apply to the next order.
 
 use crate::helpers::{order_body, spawn_app, spawn_app_with};
-use checkout_runtime::testing::{TestDatabase, isolated_config};
+use checkout_testkit::{TestDatabase, isolated_config};
 use order_service::Settings;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -86,7 +86,7 @@ async fn a_price_changed_at_inventory_prices_the_next_order() {
         .put(format!("{inventory_address}/products/KB-001"))
         .header(
             "authorization",
-            checkout_runtime::testing::admin_authorization(&inventory_config),
+            checkout_testkit::admin_authorization(&inventory_config),
         )
         .json(&json!({
             "name": "Mechanical keyboard",

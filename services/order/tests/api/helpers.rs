@@ -4,9 +4,7 @@
 use checkout_events::{Currency, Envelope, Event, Money, OrderId, ProductUpdated, Sku};
 use checkout_messaging::Handler;
 use checkout_runtime::Config;
-use checkout_runtime::testing::{
-    Serving, TestDatabase, admin_authorization, isolated_config, serve,
-};
+use checkout_testkit::{Serving, TestDatabase, admin_authorization, isolated_config, serve};
 use order_service::saga::OrderSaga;
 use order_service::{MIGRATOR, SERVICE, Settings};
 use uuid::Uuid;

@@ -2,10 +2,10 @@
 //! router, every error is a problem, and random input never gets a 5xx.
 
 use crate::helpers::{order_body, spawn_app, spawn_app_configured};
-use checkout_runtime::testing::api::{
+use checkout_testkit::api::{
     assert_problem_content_type, check_admin, check_admin_off, check_openapi,
 };
-use checkout_runtime::testing::fuzz::fuzz;
+use checkout_testkit::fuzz::fuzz;
 use order_service::Settings;
 use serde_json::json;
 

@@ -5,7 +5,7 @@
 use crate::helpers::{TestApp, spawn_app};
 use crate::saga::placed_order;
 use checkout_events::{Currency, Event, Money, OrderId, PaymentCaptured};
-use checkout_runtime::testing::{publish, publish_raw};
+use checkout_testkit::{publish, publish_raw};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use uuid::Uuid;

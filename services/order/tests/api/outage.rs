@@ -4,7 +4,7 @@
 //! soon as the database is back.
 
 use crate::helpers::{TestApp, order_body, spawn_app};
-use checkout_runtime::testing::api::assert_problem_content_type;
+use checkout_testkit::api::assert_problem_content_type;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

@@ -163,7 +163,7 @@ async fn replies_duplicated_and_shuffled_end_as_they_do_in_order() {
         shuffled.extend(replies(chaotic, paid, reserved_ok));
         in_order.push((calm, chaotic, paid && reserved_ok));
     }
-    for envelope in checkout_runtime::testing::shuffled(shuffled, 42) {
+    for envelope in checkout_testkit::shuffled(shuffled, 42) {
         app.deliver_envelope(&envelope).await;
     }
 
@@ -195,7 +195,7 @@ async fn replies_duplicated_and_shuffled_end_as_they_do_in_order() {
 #[tokio::test]
 async fn the_handler_applies_every_event_fixture_it_claims() {
     let app = spawn_app().await;
-    checkout_runtime::testing::contract::check_consumer(
+    checkout_testkit::contract::check_consumer(
         app.db.pool(),
         order_service::SERVICE.name,
         &order_service::saga::OrderSaga,

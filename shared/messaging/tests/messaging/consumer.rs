@@ -33,6 +33,20 @@ pub(crate) struct Scripted {
     pub(crate) broken: Arc<AtomicBool>,
 }
 
+/// Counts one more attempt at `envelope` in `attempts`; returns which
+/// attempt this is (1 for the first).
+pub(crate) fn count_attempt(
+    attempts: &Mutex<HashMap<Uuid, u32>>,
+    envelope: &Envelope,
+) -> Result<u32, HandlerError> {
+    let mut attempts = attempts
+        .lock()
+        .map_err(|_| HandlerError::Permanent("poisoned lock".into()))?;
+    let n = attempts.entry(envelope.id).or_default();
+    *n += 1;
+    Ok(*n)
+}
+
 impl Default for Scripted {
     fn default() -> Self {
         Self {
@@ -54,15 +68,7 @@ impl Handler for Scripted {
             return Ok(Outcome::Ignored);
         }
         let event: Happened = envelope.decode()?;
-        let attempt = {
-            let mut attempts = self
-                .attempts
-                .lock()
-                .map_err(|_| HandlerError::Permanent("poisoned lock".into()))?;
-            let n = attempts.entry(envelope.id).or_default();
-            *n += 1;
-            *n
-        };
+        let attempt = count_attempt(&self.attempts, envelope)?;
         assert!(
             !(event.writer == PANICKY && attempt == 1),
             "a bug in the handler"

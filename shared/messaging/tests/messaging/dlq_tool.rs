@@ -1,22 +1,57 @@
-//! `checkoutctl dlq`: the real binary against the real broker.
+//! `checkoutctl dlq` and `outbox`: the commands, run in-process as the
+//! binary runs them, against the real broker and database.
 
 use crate::consumer::{BROKEN, Scripted, applied, envelope, start_with, stop};
 use crate::support::{TestEnv, eventually};
-use std::process::Output;
+use checkout_operator::cli::Cli;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// What a `checkoutctl` run printed, and whether it succeeded.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) status: Status,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+}
+
+/// Whether a `checkoutctl` run succeeded (exit code 0).
+#[derive(Debug)]
+pub(crate) struct Status(bool);
+
+impl Status {
+    pub(crate) fn success(&self) -> bool {
+        self.0
+    }
+}
+
+/// Runs `checkoutctl args…` in-process, as the binary does: an error is
+/// what it would print on stderr before exiting with 1.
+pub(crate) async fn run_checkoutctl(args: &[&str]) -> Output {
+    let cli = Cli::from_args(std::iter::once("checkoutctl").chain(args.iter().copied()))
+        .expect("valid arguments");
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let done = cli.run(&mut stdout, &mut stderr).await;
+    if let Err(error) = &done {
+        stderr.extend_from_slice(format!("checkoutctl: {error:#}\n").as_bytes());
+    }
+    Output {
+        status: Status(done.is_ok()),
+        stdout,
+        stderr,
+    }
+}
+
 /// Runs `checkoutctl --namespace <the test's> args…`.
 pub(crate) async fn checkoutctl(env: &TestEnv, args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_checkoutctl"));
-    command
-        .arg("--namespace")
-        .arg(env.topology.exchange().trim_end_matches(".events"))
-        .args(args);
-    tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("joined")
-        .expect("checkoutctl runs")
+    let namespace = env
+        .topology
+        .exchange()
+        .trim_end_matches(".events")
+        .to_owned();
+    let mut all = vec!["--namespace", namespace.as_str()];
+    all.extend_from_slice(args);
+    run_checkoutctl(&all).await
 }
 
 pub(crate) fn stdout(output: &Output) -> String {
@@ -138,7 +173,7 @@ async fn outbox_lists_and_unparks_parked_rows() {
     .execute(&env.pool)
     .await
     .expect("park the row");
-    let database = format!("postgres://postgres@127.0.0.1:5432/{}", env.db_name);
+    let database = env.db().url().to_owned();
 
     let list = checkoutctl(&env, &["outbox", "--database-url", &database, "parked"]).await;
     assert!(list.status.success(), "{list:?}");

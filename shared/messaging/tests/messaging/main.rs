@@ -3,6 +3,7 @@
 //! own exchange and queue names, and removes them at the end; the
 //! permission tests also their own broker users.
 
+mod broker_queues;
 mod connection;
 mod consumer;
 mod dead_letters;
@@ -10,5 +11,12 @@ mod dlq_tool;
 mod outage;
 mod outbox;
 mod permissions;
+mod permissions_consumer;
+mod permissions_queues;
+mod proxy;
 mod relay;
+mod relay_refusals;
+mod relay_stalls;
+mod replay;
+mod retention;
 mod support;

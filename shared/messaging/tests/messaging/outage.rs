@@ -3,36 +3,8 @@
 //! A panicking handler is a failed attempt, retried like any other.
 
 use crate::consumer::{GOOD, PANICKY, applied, envelope, start, stop};
-use crate::support::{ADMIN_URL, TestEnv, eventually, retries};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use crate::support::{TestEnv, eventually, retries};
 use std::time::{Duration, Instant};
-
-/// Refuses new connections to the test's database and ends the open ones,
-/// as an outage would; `false` lets them in again.
-async fn refuse_connections(env: &TestEnv, refuse: bool) {
-    let mut admin = PgConnection::connect(ADMIN_URL)
-        .await
-        .expect("postgres is up");
-    let allow = if refuse { "false" } else { "true" };
-    sqlx::query(AssertSqlSafe(format!(
-        "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}",
-        env.db_name
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("alter database");
-    if refuse {
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(&env.db_name)
-        .execute(&mut admin)
-        .await
-        .expect("terminate backends");
-    }
-    let _ = admin.close().await;
-}
 
 #[tokio::test]
 async fn a_database_outage_longer_than_the_retry_budget_delays_but_dead_letters_nothing() {
@@ -48,7 +20,7 @@ async fn a_database_outage_longer_than_the_retry_budget_delays_but_dead_letters_
         "applied before the outage"
     );
 
-    refuse_connections(&env, true).await;
+    env.refuse_connections(true).await;
     let during: Vec<_> = (1..=10).map(|seq| envelope(GOOD, seq)).collect();
     for event in &during {
         env.publish(event).await;
@@ -80,7 +52,7 @@ async fn a_database_outage_longer_than_the_retry_budget_delays_but_dead_letters_
         "no delivery was settled meanwhile"
     );
 
-    refuse_connections(&env, false).await;
+    env.refuse_connections(false).await;
     assert!(
         eventually(Duration::from_secs(20), || async {
             env.count("SELECT count(*) FROM processed_events").await == 11

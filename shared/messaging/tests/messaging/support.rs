@@ -2,18 +2,14 @@
 
 use checkout_events::{Envelope, Event, Subscription};
 use checkout_messaging::{RetryPolicy, Topology, connect};
+use checkout_testkit::TestDatabase;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::PgPool;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use uuid::Uuid;
 
 pub(crate) const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -52,12 +48,14 @@ impl Event for Happened {
 
 pub(crate) struct TestEnv {
     pub(crate) pool: PgPool,
-    pub(crate) db_name: String,
+    /// The test's database; dropped by [`TestEnv::cleanup`], or by its own
+    /// `Drop` when a test fails.
+    db: Option<TestDatabase>,
     pub(crate) broker: std::sync::Arc<Connection>,
     pub(crate) channel: Channel,
     pub(crate) topology: Topology,
     /// Set by [`TestEnv::cleanup`]; otherwise (a failed assertion) `Drop`
-    /// removes the database and broker names.
+    /// removes the broker names.
     cleaned: bool,
 }
 
@@ -65,20 +63,10 @@ impl TestEnv {
     /// A new database with the messaging tables and a `state` table, and a
     /// declared topology under a fresh namespace.
     pub(crate) async fn new() -> TestEnv {
-        let db_name = format!("test_messaging_{}", Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(ADMIN_URL)
+        let db = TestDatabase::messaging_only("messaging", 20)
             .await
-            .expect("postgres is up");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let pool = PgPoolOptions::new()
-            .max_connections(20)
-            .connect(&format!("postgres://postgres@127.0.0.1:5432/{db_name}"))
-            .await
-            .expect("connect to the test database");
-        checkout_messaging::migrate(&pool).await.expect("migrate");
+            .expect("a test database (postgres is up)");
+        let pool = db.pool().clone();
         sqlx::query("CREATE TABLE state (id UUID PRIMARY KEY, note TEXT NOT NULL)")
             .execute(&pool)
             .await
@@ -96,7 +84,7 @@ impl TestEnv {
         let channel = broker.create_channel().await.expect("channel");
         TestEnv {
             pool,
-            db_name,
+            db: Some(db),
             broker: std::sync::Arc::new(broker),
             channel,
             topology,
@@ -108,8 +96,25 @@ impl TestEnv {
     pub(crate) async fn cleanup(mut self) {
         let _ = self.broker.close(200, ShortString::from("done")).await;
         self.pool.close().await;
-        remove(&self.topology, &self.db_name).await;
+        remove(&self.topology).await;
         self.cleaned = true;
+        if let Some(db) = self.db.take() {
+            db.drop().await.expect("drop the test database");
+        }
+    }
+
+    /// The test database.
+    pub(crate) fn db(&self) -> &TestDatabase {
+        self.db.as_ref().expect("the database until cleanup")
+    }
+
+    /// The test's database refuses new connections and ends the open ones,
+    /// as an outage would; `false` lets them in again.
+    pub(crate) async fn refuse_connections(&self, refuse: bool) {
+        self.db()
+            .refuse_connections(refuse)
+            .await
+            .expect("alter the test database");
     }
 
     /// Takes messages from `queue` until `done` says enough, or the queue
@@ -259,31 +264,33 @@ impl TestEnv {
 }
 
 impl Drop for TestEnv {
-    /// A test that panicked never reached [`TestEnv::cleanup`]: remove what
-    /// it made anyway, on a thread of its own (this one may be a runtime's).
+    /// A test that panicked never reached [`TestEnv::cleanup`]: remove its
+    /// broker names anyway, on a thread of its own (this one may be a
+    /// runtime's). The database removes itself.
     fn drop(&mut self) {
         if self.cleaned {
             return;
         }
         let topology = self.topology.clone();
-        let db_name = self.db_name.clone();
-        let name = db_name.clone();
         let removed = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime for the cleanup")
-                .block_on(remove(&topology, &name));
+                .block_on(remove(&topology));
         })
         .join();
         if removed.is_err() {
-            eprintln!("could not remove {db_name} and its broker names");
+            eprintln!(
+                "could not remove the broker names of {}",
+                self.topology.exchange()
+            );
         }
     }
 }
 
-/// Deletes a test's broker names and drops its database.
-async fn remove(topology: &Topology, db_name: &str) {
+/// Deletes a test's broker names.
+async fn remove(topology: &Topology) {
     let broker = connect(AMQP_URL, "messaging-tests-cleanup")
         .await
         .expect("rabbitmq is up");
@@ -306,141 +313,10 @@ async fn remove(topology: &Topology, db_name: &str) {
         .await
         .expect("delete the bare exchange");
     let _ = broker.close(200, ShortString::from("done")).await;
-    let mut admin = PgConnection::connect(ADMIN_URL)
-        .await
-        .expect("postgres is up");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop database");
 }
 
 fn bare_exchange(topology: &Topology) -> String {
     format!("{}.bare", topology.exchange())
-}
-
-/// A TCP proxy in front of RabbitMQ that can hold back everything the
-/// broker sends (confirms, replies), as a broker that stops answering on
-/// a live connection would. What the client sends still goes through.
-pub(crate) struct Proxy {
-    /// An AMQP URL that connects through the proxy.
-    pub(crate) url: String,
-    hold: watch::Sender<bool>,
-    opened: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    pub(crate) async fn start() -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("local address").port();
-        let (hold, held) = watch::channel(false);
-        let opened = Arc::new(AtomicU64::new(0));
-        let counter = opened.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let broker = TcpStream::connect("127.0.0.1:5672")
-                    .await
-                    .expect("rabbitmq is up");
-                let (client, broker) = (Arc::new(client), Arc::new(broker));
-                tokio::spawn(forward(
-                    client.clone(),
-                    broker.clone(),
-                    None,
-                    Some(counter.clone()),
-                ));
-                tokio::spawn(forward(broker, client, Some(held.clone()), None));
-            }
-        });
-        Proxy {
-            url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
-            hold,
-            opened,
-            task,
-        }
-    }
-
-    /// Holds back (`true`) or lets through (`false`) what the broker sends.
-    pub(crate) fn hold(&self, on: bool) {
-        self.hold.send_replace(on);
-    }
-
-    /// How many channels clients have asked to open through the proxy.
-    pub(crate) fn channels_opened(&self) -> u64 {
-        self.opened.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A `channel.open` method frame after its type and channel number: size
-/// 5, class 20, method 10, an empty reserved short string, frame end.
-const CHANNEL_OPEN: &[u8] = &[0, 0, 0, 5, 0, 20, 0, 10, 0, 0xCE];
-
-/// Copies `from` to `to`, waiting while `held` says so; counts the
-/// `channel.open` frames that pass into `opened`.
-async fn forward(
-    from: Arc<TcpStream>,
-    to: Arc<TcpStream>,
-    held: Option<watch::Receiver<bool>>,
-    opened: Option<Arc<AtomicU64>>,
-) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    // The end of the previous read, so a frame split across reads is seen.
-    let mut tail: Vec<u8> = Vec::new();
-    loop {
-        let n = match read(&from, &mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if let Some(opened) = &opened {
-            let mut seen = std::mem::take(&mut tail);
-            seen.extend_from_slice(&buffer[..n]);
-            let found = seen
-                .windows(CHANNEL_OPEN.len())
-                .filter(|w| *w == CHANNEL_OPEN)
-                .count();
-            opened.fetch_add(found as u64, Ordering::SeqCst);
-            tail = seen[seen.len().saturating_sub(CHANNEL_OPEN.len() - 1)..].to_vec();
-        }
-        if let Some(held) = &held {
-            let mut held = held.clone();
-            if held.wait_for(|on| !on).await.is_err() {
-                return;
-            }
-        }
-        if write_all(&to, &buffer[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn read(stream: &TcpStream, buffer: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        match stream.try_read(buffer) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            other => return other,
-        }
-    }
-}
-
-async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Polls `check` until it returns true or `deadline` passes.

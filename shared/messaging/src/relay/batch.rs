@@ -1,0 +1,366 @@
+//! One batch: claim due rows, publish them all, await the confirms
+//! together, then mark the confirmed rows published and record each
+//! refusal on its row — in the claim's transaction (see the [`super`] docs).
+
+use super::{Relay, RelayError};
+use crate::metrics::{MESSAGES_PUBLISHED, OUTBOX_REFUSALS};
+use crate::spans::{self, Message};
+use checkout_telemetry::propagation::{context_from_map, inject_amqp};
+use lapin::options::BasicPublishOptions;
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
+use sqlx::types::Json;
+use sqlx::{FromRow, PgConnection};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{Instrument, Span};
+use uuid::Uuid;
+
+#[derive(Debug, FromRow)]
+struct PendingRow {
+    id: i64,
+    event_id: Uuid,
+    event_type: String,
+    routing_key: String,
+    /// The envelope as PostgreSQL renders the jsonb: published as it is,
+    /// rather than parsed into a `serde_json::Value` and serialised again.
+    envelope: String,
+    trace_context: Json<HashMap<String, String>>,
+    /// The envelope's correlation id (`messaging.message.conversation_id`).
+    correlation_id: Option<String>,
+    /// Refusals so far.
+    attempts: i32,
+}
+
+/// What one batch did, for the relay's loop.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// Rows claimed: a full batch means more may be waiting.
+    pub(super) claimed: usize,
+    /// Rows confirmed and marked published.
+    pub(super) published: usize,
+    /// The shortest backoff given to a refused row that was not parked:
+    /// when to look again even if nothing else wakes the relay.
+    pub(super) retry_in: Option<Duration>,
+}
+
+/// The refusals of one batch, as the columns of one `UPDATE … FROM unnest`.
+#[derive(Debug, Default)]
+struct Refusals {
+    ids: Vec<i64>,
+    errors: Vec<String>,
+    delays_secs: Vec<f64>,
+    park: Vec<bool>,
+}
+
+/// Claims due rows in id order. `next_attempt_at` is the second column of
+/// the partial index `outbox_claimable`, so rows waiting out a backoff are
+/// skipped inside the index, and parked rows are not in it.
+const CLAIM: &str = "SELECT id, event_id, event_type, routing_key, envelope::text AS envelope, \
+                            trace_context, attempts, envelope ->> 'correlation_id' AS correlation_id \
+                     FROM outbox \
+                     WHERE published_at IS NULL AND parked_at IS NULL AND next_attempt_at <= now() \
+                     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
+
+/// What the publishing half of a batch left to settle.
+struct Sent<'r> {
+    /// Rows sent, with their confirm and their `send` span.
+    in_flight: Vec<(&'r PendingRow, PublisherConfirm, Span)>,
+    failure: Option<RelayError>,
+    timed_out: bool,
+}
+
+/// What the broker answered for a batch.
+#[derive(Default)]
+struct Settled {
+    published: Vec<i64>,
+    refusals: Refusals,
+    retry_in: Option<Duration>,
+    failure: Option<RelayError>,
+    timed_out: bool,
+}
+
+impl Relay {
+    pub(super) async fn batch(&self, channel: &Channel) -> Result<Batch, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<PendingRow> = sqlx::query_as(CLAIM)
+            .bind(self.batch_size)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Ok(Batch::default());
+        }
+        let claimed = rows.len();
+        let deadline = Instant::now() + self.confirm_timeout;
+        // Send everything first, then await the confirms together: one
+        // round trip per batch instead of one per message.
+        let sent = self.send_all(channel, &rows, deadline).await;
+        let settled = self.await_confirms(sent, deadline).await;
+        mark(&mut tx, &settled).await?;
+        tx.commit().await?;
+
+        if let Some(error) = settled.failure {
+            return Err(error);
+        }
+        if settled.timed_out {
+            return Err(RelayError::ConfirmTimeout {
+                unconfirmed: claimed - settled.published.len() - settled.refusals.ids.len(),
+                claimed,
+                timeout: self.confirm_timeout,
+            });
+        }
+        Ok(Batch {
+            claimed,
+            published: settled.published.len(),
+            retry_in: settled.retry_in,
+        })
+    }
+
+    /// Publishes each row in its `send` span, until one fails or the deadline.
+    async fn send_all<'r>(
+        &self,
+        channel: &Channel,
+        rows: &'r [PendingRow],
+        deadline: Instant,
+    ) -> Sent<'r> {
+        let mut sent = Sent {
+            in_flight: Vec::with_capacity(rows.len()),
+            failure: None,
+            timed_out: false,
+        };
+        for row in rows {
+            let span = self.producer_span(row);
+            let send = self.send(channel, row, &span).instrument(span.clone());
+            match tokio::time::timeout_at(deadline, send).await {
+                Ok(Ok(confirm)) => sent.in_flight.push((row, confirm, span)),
+                Ok(Err(error)) => {
+                    sent.failure = Some(error.into());
+                    break;
+                }
+                Err(_) => {
+                    sent.timed_out = true;
+                    break;
+                }
+            }
+        }
+        sent
+    }
+
+    /// Awaits the confirm of every row sent; a refusal is recorded for its
+    /// row (see [`Relay::refused`]), anything else fails the batch.
+    async fn await_confirms(&self, sent: Sent<'_>, deadline: Instant) -> Settled {
+        let mut settled = Settled {
+            published: Vec::with_capacity(sent.in_flight.len()),
+            failure: sent.failure,
+            timed_out: sent.timed_out,
+            ..Settled::default()
+        };
+        for (row, confirm, span) in sent.in_flight {
+            // Past the deadline this still takes a confirm that has come
+            // (the future is polled before the deadline is checked).
+            let confirmation = match tokio::time::timeout_at(deadline, confirm).await {
+                Ok(Ok(confirmation)) => confirmation,
+                Ok(Err(error)) => {
+                    spans::failed(&span, "channel_error", &error.to_string());
+                    settled.failure.get_or_insert(error.into());
+                    continue;
+                }
+                Err(_) => {
+                    spans::failed(&span, "timeout", "no confirm within the confirm timeout");
+                    settled.timed_out = true;
+                    continue;
+                }
+            };
+            let reason = match confirmation {
+                Confirmation::Ack(None) => {
+                    settled.published.push(row.id);
+                    metrics::counter!(MESSAGES_PUBLISHED, "event_type" => row.event_type.clone())
+                        .increment(1);
+                    continue;
+                }
+                Confirmation::Ack(Some(returned)) => format!(
+                    "returned as unroutable: {} {}",
+                    returned.reply_code,
+                    returned.reply_text.as_str()
+                ),
+                Confirmation::Nack(_) => "nacked by the broker: a queue it routes to refused it \
+                                          (full with reject-publish, or unavailable)"
+                    .to_owned(),
+                Confirmation::NotRequested => {
+                    settled.failure.get_or_insert(RelayError::NotConfirming);
+                    continue;
+                }
+            };
+            self.refused(row, &span, reason, &mut settled);
+        }
+        settled
+    }
+
+    /// Records the broker's refusal of `row`: another attempt after its
+    /// backoff, or parked after the last one.
+    fn refused(&self, row: &PendingRow, span: &Span, reason: String, settled: &mut Settled) {
+        let attempts = u32::try_from(row.attempts).unwrap_or(0).saturating_add(1);
+        let park = attempts >= self.max_attempts;
+        let delay = refusal_backoff(
+            self.first_refusal_backoff,
+            self.max_refusal_backoff,
+            attempts,
+        );
+        spans::failed(span, "refused", &reason);
+        span.in_scope(|| {
+            if park {
+                tracing::error!(
+                    attempts,
+                    %reason,
+                    "the broker refused an outbox row on its last attempt: parked until \
+                     an operator unparks it"
+                );
+            } else {
+                tracing::warn!(attempts, retry_in = ?delay, %reason, "the broker refused an outbox row");
+            }
+        });
+        let outcome = if park { "parked" } else { "retry" };
+        metrics::counter!(OUTBOX_REFUSALS, "event_type" => row.event_type.clone(), "outcome" => outcome)
+            .increment(1);
+        if !park {
+            settled.retry_in = Some(settled.retry_in.map_or(delay, |d| d.min(delay)));
+        }
+        let refusals = &mut settled.refusals;
+        refusals.ids.push(row.id);
+        refusals.errors.push(reason);
+        refusals.delays_secs.push(delay.as_secs_f64());
+        refusals.park.push(park);
+    }
+
+    async fn send(
+        &self,
+        channel: &Channel,
+        row: &PendingRow,
+        span: &Span,
+    ) -> Result<PublisherConfirm, lapin::Error> {
+        let mut headers = FieldTable::default();
+        inject_amqp(span, &mut headers);
+        let mut properties = BasicProperties::default()
+            .with_message_id(ShortString::from(row.event_id.to_string()))
+            .with_content_type(ShortString::from("application/json"))
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        // The schema's CHECKs keep these within AMQP's 255-byte limit.
+        if let Ok(kind) = ShortString::try_new(row.event_type.as_str()) {
+            properties = properties.with_type(kind);
+        }
+        let routing_key = ShortString::try_new(row.routing_key.as_str())
+            .unwrap_or_else(|_| ShortString::from("invalid.routing-key"));
+        channel
+            .basic_publish(
+                ShortString::from(self.exchange.as_str()),
+                routing_key,
+                // Mandatory: an unroutable message comes back instead of
+                // vanishing (the alternate exchange normally takes it first).
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                row.envelope.as_bytes(),
+                properties,
+            )
+            .await
+    }
+
+    /// The `send <exchange>` span of one row, a child of the span that
+    /// wrote it.
+    fn producer_span(&self, row: &PendingRow) -> Span {
+        let message = Message {
+            id: &row.event_id,
+            conversation_id: row
+                .correlation_id
+                .as_ref()
+                .map(|id| id as &dyn std::fmt::Display),
+            event_type: row.event_type.as_str(),
+            routing_key: row.routing_key.as_str(),
+        };
+        spans::send(
+            &self.exchange,
+            message,
+            &self.peer,
+            "publish",
+            Some(context_from_map(&row.trace_context.0)),
+        )
+    }
+}
+
+/// Marks the confirmed rows published and records the refusals, in the
+/// batch's transaction.
+async fn mark(tx: &mut PgConnection, settled: &Settled) -> Result<(), sqlx::Error> {
+    if !settled.published.is_empty() {
+        // A published row keeps no secret (Event::SECRET_FIELDS): the
+        // broker has the event, and the outbox copy is kept for days.
+        sqlx::query(
+            "UPDATE outbox SET published_at = now(), \
+                 envelope = CASE WHEN secret_fields IS NULL THEN envelope \
+                     ELSE jsonb_set(envelope, '{data}', (envelope -> 'data') - secret_fields) END \
+             WHERE id = ANY($1)",
+        )
+        .bind(&settled.published)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let refusals = &settled.refusals;
+    if !refusals.ids.is_empty() {
+        sqlx::query(
+            "UPDATE outbox AS o SET attempts = o.attempts + 1, last_error = r.error, \
+                    next_attempt_at = now() + make_interval(secs => r.delay), \
+                    parked_at = CASE WHEN r.park THEN now() END \
+             FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::bool[]) \
+                  AS r(id, error, delay, park) \
+             WHERE o.id = r.id",
+        )
+        .bind(&refusals.ids)
+        .bind(&refusals.errors)
+        .bind(&refusals.delays_secs)
+        .bind(&refusals.park)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The wait after a row's `attempts`-th refusal: `first`, doubled for each
+/// further refusal, never more than `max`.
+fn refusal_backoff(first: Duration, max: Duration, attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(31);
+    first.saturating_mul(1u32 << doublings).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_row_waits_twice_as_long_after_each_refusal_up_to_the_cap() {
+        let first = Duration::from_secs(1);
+        let max = Duration::from_secs(300);
+        let waits: Vec<u64> = (1..=11)
+            .map(|attempts| refusal_backoff(first, max, attempts).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(refusal_backoff(first, max, u32::MAX), max, "no overflow");
+        assert_eq!(refusal_backoff(first, max, 0), first);
+    }
+
+    #[test]
+    fn by_default_a_row_is_parked_about_an_hour_after_its_first_refusal() {
+        // The waits between the first attempt and the last.
+        let span: Duration = (1..super::super::DEFAULT_MAX_ATTEMPTS)
+            .map(|attempts| {
+                refusal_backoff(
+                    super::super::DEFAULT_FIRST_REFUSAL_BACKOFF,
+                    super::super::DEFAULT_MAX_REFUSAL_BACKOFF,
+                    attempts,
+                )
+            })
+            .sum();
+        assert_eq!(span, Duration::from_secs(511 + 10 * 300), "58.5 minutes");
+    }
+}
