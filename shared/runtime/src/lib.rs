@@ -32,3 +32,5 @@ pub mod testing;
 
 pub use config::{Config, ConfigError, HttpLimits, ServiceInfo};
 pub use runtime::{Application, BrokerStatus, Runtime, launch};
+pub use server::serve;
+pub use signal::terminate;

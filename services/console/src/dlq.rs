@@ -1,0 +1,248 @@
+//! The dead-letter queues on the broker, through the same code as
+//! `checkoutctl dlq` (this is the one module that imports it): list,
+//! find, replay, purge, with the same semantics — a look takes messages
+//! and gives them back, a replay goes to the failing service's own queue
+//! through its retry exchange and only for a routing key it is bound to,
+//! a queue declared without the delivery limit is refused.
+//!
+//! The console holds one broker connection (as user `checkout.console`,
+//! which may touch the dead-letter queues and the retry exchanges only)
+//! and reconnects when it is lost. Operations run one at a time: two looks
+//! at one queue at once would each see only the messages the other had not
+//! taken.
+
+use crate::dead_letters::{Letter, Selection, order_of, trace_of};
+use checkout_events::SUBSCRIPTIONS;
+use checkout_messaging::dead_letter::{self, DeadLetter, mask_card_tokens};
+use checkout_messaging::{QueueState, Topology, connect};
+use lapin::Connection;
+use lapin::types::{AMQPValue, ShortString};
+use tokio::sync::Mutex;
+
+/// At most this many dead letters of one service are read for a page.
+pub(crate) const LIST_LIMIT: usize = 500;
+
+/// What a replay did, as the page reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReplayOutcome {
+    pub(crate) replayed: usize,
+    pub(crate) left: usize,
+    /// Selected letters that stay, with why (message id or `-`).
+    pub(crate) not_replayed: Vec<(String, String)>,
+}
+
+/// The broker side of the Dead letters pages.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    amqp_url: String,
+    topology: Topology,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl Broker {
+    pub(crate) fn new(amqp_url: String, topology: Topology) -> Self {
+        Self {
+            amqp_url,
+            topology,
+            connection: Mutex::new(None),
+        }
+    }
+
+    /// Whether the broker answers (the readiness probe). An operation in
+    /// progress holds the connection, so it counts as an answer.
+    pub(crate) async fn reachable(&self) -> bool {
+        match self.connection.try_lock() {
+            Ok(mut slot) => self.connected(&mut slot).await.is_ok(),
+            Err(_) => true,
+        }
+    }
+
+    /// The service's dead letters (up to [`LIST_LIMIT`]), left in the queue.
+    pub(crate) async fn list(&self, service: &str) -> Result<Vec<Letter>, String> {
+        let mut slot = self.connection.lock().await;
+        let connection = self.connected(&mut slot).await?;
+        let queue = self.readable_queue(connection, service).await?;
+        let channel = connection.create_channel().await.map_err(text)?;
+        let letters = dead_letter::peek(&channel, &queue, LIST_LIMIT)
+            .await
+            .map_err(text)?;
+        let _ = channel.close(200, ShortString::from("listed")).await;
+        let work_queue = self.topology.queue(service);
+        Ok(letters.iter().map(|l| letter(l, &work_queue)).collect())
+    }
+
+    /// One dead letter of the service, left in the queue.
+    pub(crate) async fn find(
+        &self,
+        service: &str,
+        message_id: &str,
+    ) -> Result<Option<Letter>, String> {
+        let mut slot = self.connection.lock().await;
+        let connection = self.connected(&mut slot).await?;
+        let queue = self.readable_queue(connection, service).await?;
+        let channel = connection.create_channel().await.map_err(text)?;
+        let found = dead_letter::find(&channel, &queue, message_id)
+            .await
+            .map_err(text)?;
+        let _ = channel.close(200, ShortString::from("found")).await;
+        Ok(found.map(|l| letter(&l, &self.topology.queue(service))))
+    }
+
+    /// Sends the selected dead letters back to the service's queue.
+    pub(crate) async fn replay(
+        &self,
+        service: &str,
+        selection: &Selection,
+    ) -> Result<ReplayOutcome, String> {
+        let subscription = SUBSCRIPTIONS
+            .iter()
+            .find(|s| s.service == service)
+            .ok_or_else(|| format!("{service} is not a service with a queue"))?;
+        let mut slot = self.connection.lock().await;
+        let connection = self.connected(&mut slot).await?;
+        self.readable_queue(connection, service).await?;
+        let channel = connection.create_channel().await.map_err(text)?;
+        let work_queue = self.topology.queue(service);
+        let outcome = dead_letter::replay(&channel, &self.topology, subscription, |l| {
+            selection.picks(&letter(l, &work_queue))
+        })
+        .await
+        .map_err(text)?;
+        let _ = channel.close(200, ShortString::from("replayed")).await;
+        tracing::warn!(
+            service,
+            ?selection,
+            replayed = outcome.replayed,
+            "dead letters replayed from the console"
+        );
+        Ok(ReplayOutcome {
+            replayed: outcome.replayed,
+            left: outcome.left,
+            not_replayed: outcome
+                .not_replayed
+                .into_iter()
+                .map(|n| (n.message_id.unwrap_or_else(|| "-".to_owned()), n.why))
+                .collect(),
+        })
+    }
+
+    /// Deletes every dead letter of the service; answers how many.
+    pub(crate) async fn purge(&self, service: &str) -> Result<u32, String> {
+        let mut slot = self.connection.lock().await;
+        let connection = self.connected(&mut slot).await?;
+        let channel = connection.create_channel().await.map_err(text)?;
+        let purged = dead_letter::purge(&channel, &self.topology.dead_letter_queue(service))
+            .await
+            .map_err(text)?;
+        let _ = channel.close(200, ShortString::from("purged")).await;
+        tracing::warn!(service, purged, "dead letters purged from the console");
+        Ok(purged)
+    }
+
+    /// The held connection, opened again if it was lost.
+    async fn connected<'a>(
+        &self,
+        slot: &'a mut Option<Connection>,
+    ) -> Result<&'a Connection, String> {
+        if slot.as_ref().is_none_or(|c| !c.status().connected()) {
+            let connection = connect(&self.amqp_url, "console-service")
+                .await
+                .map_err(|e| format!("cannot reach the broker (AMQP_URL): {e}"))?;
+            *slot = Some(connection);
+        }
+        slot.as_ref()
+            .ok_or_else(|| "no broker connection".to_owned())
+    }
+
+    /// The service's dead-letter queue, if it exists and has the delivery
+    /// limit that makes looking at it safe (as `checkoutctl dlq` checks;
+    /// the console has no override).
+    async fn readable_queue(
+        &self,
+        connection: &Connection,
+        service: &str,
+    ) -> Result<String, String> {
+        let queue = self.topology.dead_letter_queue(service);
+        match self
+            .topology
+            .check_dead_letter_queue(connection, service)
+            .await
+            .map_err(text)?
+        {
+            QueueState::Current => Ok(queue),
+            QueueState::Missing => Err(format!(
+                "there is no dead-letter queue {queue}: has the {service} service started?"
+            )),
+            QueueState::Legacy(broker) => Err(format!(
+                "{queue} was declared by an older version without the delivery limit ({broker}); \
+                 replace it first (README: Dead letters)"
+            )),
+        }
+    }
+}
+
+fn text(error: lapin::Error) -> String {
+    error.to_string()
+}
+
+/// The tool's dead letter as the console shows it: masked throughout.
+fn letter(l: &DeadLetter, work_queue: &str) -> Letter {
+    let headers: Vec<(String, String)> = l
+        .headers
+        .inner()
+        .iter()
+        .map(|(key, value)| {
+            (
+                key.to_string(),
+                mask_card_tokens(&render(value)).into_owned(),
+            )
+        })
+        .collect();
+    let trace_id = headers
+        .iter()
+        .find(|(key, _)| key == "traceparent")
+        .and_then(|(_, value)| trace_of(value));
+    Letter {
+        message_id: l.message_id.clone(),
+        event_type: l.event_type.clone(),
+        reason: l.reason.clone(),
+        error: l.error.as_deref().map(|e| mask_card_tokens(e).into_owned()),
+        handler: l.handler.clone(),
+        attempts: l.attempts,
+        failed_at: l.failed_at.clone(),
+        routing_key: l.original_route(work_queue).map(|r| r.routing_key),
+        order_id: order_of(&l.body),
+        trace_id,
+        headers,
+        body: l.masked_body(),
+    }
+}
+
+/// A header value as text: strings as they are, tables and arrays (such as
+/// `x-death`) spelled out.
+fn render(value: &AMQPValue) -> String {
+    match value {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.to_string(),
+        AMQPValue::FieldArray(items) => {
+            let items: Vec<String> = items.as_slice().iter().map(render).collect();
+            format!("[{}]", items.join(", "))
+        }
+        AMQPValue::FieldTable(table) => {
+            let fields: Vec<String> = table
+                .inner()
+                .iter()
+                .map(|(key, value)| format!("{key}: {}", render(value)))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+        AMQPValue::Timestamp(seconds) => chrono::DateTime::from_timestamp(*seconds as i64, 0)
+            .map_or_else(|| seconds.to_string(), |t| t.to_rfc3339()),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
