@@ -162,7 +162,7 @@ th{background:#eef0f4;font-weight:600}code,pre{font-family:ui-monospace,Menlo,Co
 pre{background:#fff;border:1px solid #e3e6eb;padding:.7em;overflow:auto;max-height:30em}\
 .notice{background:#e6f4ea;border-left:4px solid #2e7d32;padding:.5em .8em}\
 .error{background:#fdecea;border-left:4px solid #c62828;padding:.5em .8em}\
-.muted{color:#7a8394}.counts span{display:inline-block;margin-right:1.5em}\
+.muted{color:#7a8394}.counts>span{display:inline-block;margin-right:1.5em}\
 .status{font-weight:600}.CONFIRMED,.done{color:#2e7d32}.CANCELLED,.failed,.dead-lettered{color:#c62828}\
 .PENDING,.pending,.retried{color:#b26a00}.compensated{color:#1565c0}\
 form.inline{display:inline}button{cursor:pointer}input[type=text],input[type=number]{width:8em}\
