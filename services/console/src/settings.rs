@@ -167,9 +167,11 @@ mod tests {
 
     #[test]
     fn the_admin_token_is_required_and_checked() {
-        assert_eq!(settings(&[]).unwrap_err().variable, "ADMIN_TOKEN");
+        assert_eq!(settings(&[]).expect_err("refused").variable, "ADMIN_TOKEN");
         assert_eq!(
-            settings(&[("ADMIN_TOKEN", "short")]).unwrap_err().variable,
+            settings(&[("ADMIN_TOKEN", "short")])
+                .expect_err("refused")
+                .variable,
             "ADMIN_TOKEN"
         );
     }
@@ -184,12 +186,13 @@ mod tests {
         .expect("valid");
         assert_eq!(s.services.payment, "http://payment:8081");
         assert_eq!(
-            s.trace_url(&"0af7651916cd43dd8448eb211c80319c".to_owned()),
+            s.trace_url("0af7651916cd43dd8448eb211c80319c"),
             Some("http://localhost:16686/trace/0af7651916cd43dd8448eb211c80319c".to_owned())
         );
         assert_eq!(s.trace_url("not-a-trace-id"), None);
         for variable in ["ORDER_URL", "JAEGER_UI_URL"] {
-            let error = settings(&[("ADMIN_TOKEN", TOKEN), (variable, "ftp://x")]).unwrap_err();
+            let error =
+                settings(&[("ADMIN_TOKEN", TOKEN), (variable, "ftp://x")]).expect_err("refused");
             assert_eq!(error.variable, variable);
         }
     }

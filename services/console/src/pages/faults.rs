@@ -193,7 +193,7 @@ mod tests {
         assert!(
             form("true", "half", "")
                 .change()
-                .unwrap_err()
+                .expect_err("not a number")
                 .contains("percent")
         );
     }
