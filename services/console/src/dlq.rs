@@ -16,7 +16,7 @@ use checkout_events::SUBSCRIPTIONS;
 use checkout_messaging::dead_letter::{self, DeadLetter, mask_card_tokens};
 use checkout_messaging::{QueueState, Topology, connect};
 use lapin::Connection;
-use lapin::types::{AMQPValue, ShortString};
+use lapin::types::ShortString;
 use tokio::sync::Mutex;
 
 /// At most this many dead letters of one service are read for a page.
@@ -194,7 +194,7 @@ fn letter(l: &DeadLetter, work_queue: &str) -> Letter {
         .map(|(key, value)| {
             (
                 key.to_string(),
-                mask_card_tokens(&render(value)).into_owned(),
+                mask_card_tokens(&dead_letter::header_text(value)).into_owned(),
             )
         })
         .collect();
@@ -215,34 +215,5 @@ fn letter(l: &DeadLetter, work_queue: &str) -> Letter {
         trace_id,
         headers,
         body: l.masked_body(),
-    }
-}
-
-/// A header value as text: strings as they are, tables and arrays (such as
-/// `x-death`) spelled out.
-fn render(value: &AMQPValue) -> String {
-    match value {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.to_string(),
-        AMQPValue::FieldArray(items) => {
-            let items: Vec<String> = items.as_slice().iter().map(render).collect();
-            format!("[{}]", items.join(", "))
-        }
-        AMQPValue::FieldTable(table) => {
-            let fields: Vec<String> = table
-                .inner()
-                .iter()
-                .map(|(key, value)| format!("{key}: {}", render(value)))
-                .collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-        AMQPValue::Timestamp(seconds) => chrono::DateTime::from_timestamp(*seconds as i64, 0)
-            .map_or_else(|| seconds.to_string(), |t| t.to_rfc3339()),
-        AMQPValue::LongLongInt(n) => n.to_string(),
-        AMQPValue::LongInt(n) => n.to_string(),
-        AMQPValue::LongUInt(n) => n.to_string(),
-        AMQPValue::ShortInt(n) => n.to_string(),
-        AMQPValue::Boolean(b) => b.to_string(),
-        other => format!("{other:?}"),
     }
 }

@@ -95,15 +95,18 @@ impl Harness {
 
     /// `GET path` as the admin (basic auth, as a browser sends it).
     async fn get(&self, path: &str) -> (reqwest::StatusCode, String) {
-        let response = self
-            .http
+        let response = self.admin_get(path).await;
+        let status = response.status();
+        (status, response.text().await.expect("a body"))
+    }
+
+    async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
             .get(format!("{}{path}", self.base))
             .basic_auth("admin", Some(TOKEN))
             .send()
             .await
-            .expect("the console answers");
-        let status = response.status();
-        (status, response.text().await.expect("a body"))
+            .expect("the console answers")
     }
 
     /// `POST path` with a form, as the admin; answers status and `Location`.
@@ -183,13 +186,7 @@ async fn rabbitmqctl(args: &[&str], stdin: Option<&str>) {
 impl Harness {
     /// `GET path` as the admin, answering status and `Location`.
     async fn http_get_location(&self, path: &str) -> (reqwest::StatusCode, String) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .basic_auth("admin", Some(TOKEN))
-            .send()
-            .await
-            .expect("the console answers");
+        let response = self.admin_get(path).await;
         let location = response
             .headers()
             .get("location")

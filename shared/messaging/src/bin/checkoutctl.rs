@@ -43,7 +43,7 @@ use checkout_messaging::outbox::{self, Selection};
 use checkout_messaging::{QueueState, RetryPolicy, Topology, connect};
 use clap::{Args, Parser, Subcommand};
 use lapin::Connection;
-use lapin::types::{AMQPValue, ShortString};
+use lapin::types::ShortString;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -511,38 +511,9 @@ fn show(letter: &DeadLetter, work_queue: &str) {
     for (key, value) in letter.headers.inner() {
         println!(
             "  {key}: {}",
-            one_line(&mask_card_tokens(&render(value)), 300)
+            one_line(&mask_card_tokens(&dead_letter::header_text(value)), 300)
         );
     }
     println!("body:");
     println!("{}", letter.masked_body());
-}
-
-/// A header value as text: strings as they are, tables and arrays (such as
-/// `x-death`) spelled out.
-fn render(value: &AMQPValue) -> String {
-    match value {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.to_string(),
-        AMQPValue::FieldArray(items) => {
-            let items: Vec<String> = items.as_slice().iter().map(render).collect();
-            format!("[{}]", items.join(", "))
-        }
-        AMQPValue::FieldTable(table) => {
-            let fields: Vec<String> = table
-                .inner()
-                .iter()
-                .map(|(key, value)| format!("{key}: {}", render(value)))
-                .collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-        AMQPValue::Timestamp(seconds) => chrono::DateTime::from_timestamp(*seconds as i64, 0)
-            .map_or_else(|| seconds.to_string(), |t| t.to_rfc3339()),
-        AMQPValue::LongLongInt(n) => n.to_string(),
-        AMQPValue::LongInt(n) => n.to_string(),
-        AMQPValue::LongUInt(n) => n.to_string(),
-        AMQPValue::ShortInt(n) => n.to_string(),
-        AMQPValue::Boolean(b) => b.to_string(),
-        other => format!("{other:?}"),
-    }
 }
