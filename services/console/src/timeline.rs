@@ -89,29 +89,43 @@ pub(crate) fn merge(parts: &Parts<'_>) -> Vec<Entry> {
         detail: join([Some(p.amount.to_string()), p.reason.clone()]),
         trace_id: None,
     }));
-    entries.extend(parts.reservations.iter().map(|r| {
-        Entry {
-            at: r.updated_at,
-            service: "inventory".to_owned(),
-            what: format!("reservation {}", r.status),
-            outcome: status_outcome(&r.status),
-            detail: join([
-                Some(
-                    r.items
-                        .iter()
-                        .map(|i| format!("{} × {}", i.quantity, i.sku))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-                r.reason.clone(),
-            ]),
-            trace_id: None,
-        }
-    }));
+    entries.extend(parts.reservations.iter().map(reservation_entry));
     entries.extend(parts.emails.iter().map(email_entry));
-    entries.extend(parts.dead_letters.iter().map(|(service, l)| Entry {
+    entries.extend(
+        parts
+            .dead_letters
+            .iter()
+            .map(|(service, letter)| dead_letter_entry(service, letter)),
+    );
+    for entry in &mut entries {
+        if entry.trace_id.is_none() {
+            entry.trace_id = order_trace.clone();
+        }
+    }
+    entries.sort_by_key(|e| e.at);
+    entries
+}
+
+fn reservation_entry(r: &Reservation) -> Entry {
+    let items: Vec<String> = r
+        .items
+        .iter()
+        .map(|i| format!("{} × {}", i.quantity, i.sku))
+        .collect();
+    Entry {
+        at: r.updated_at,
+        service: "inventory".to_owned(),
+        what: format!("reservation {}", r.status),
+        outcome: status_outcome(&r.status),
+        detail: join([Some(items.join(", ")), r.reason.clone()]),
+        trace_id: None,
+    }
+}
+
+fn dead_letter_entry(service: &str, l: &Letter) -> Entry {
+    Entry {
         at: l.failed_time().unwrap_or(DateTime::<Utc>::MIN_UTC),
-        service: service.clone(),
+        service: service.to_owned(),
         what: format!(
             "dead letter: {} ({})",
             l.event_type.as_deref().unwrap_or("?"),
@@ -123,14 +137,7 @@ pub(crate) fn merge(parts: &Parts<'_>) -> Vec<Entry> {
             l.error.clone(),
         ]),
         trace_id: l.trace_id.clone(),
-    }));
-    for entry in &mut entries {
-        if entry.trace_id.is_none() {
-            entry.trace_id = order_trace.clone();
-        }
     }
-    entries.sort_by_key(|e| e.at);
-    entries
 }
 
 fn email_entry(mail: &Email) -> Entry {
