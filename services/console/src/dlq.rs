@@ -17,6 +17,7 @@ use checkout_messaging::dead_letter::{self, DeadLetter, mask_card_tokens};
 use checkout_messaging::{QueueState, Topology, connect};
 use lapin::Connection;
 use lapin::types::ShortString;
+use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// At most this many dead letters of one service are read for a page.
@@ -32,8 +33,15 @@ pub(crate) struct ReplayOutcome {
 }
 
 /// The broker side of the Dead letters pages.
+///
+/// Each operation runs as a task of its own, so a request that is
+/// abandoned (its client gone, `HTTP_REQUEST_TIMEOUT`) does not cut a look
+/// short between taking messages and giving them back.
+#[derive(Debug, Clone)]
+pub(crate) struct Broker(Arc<Inner>);
+
 #[derive(Debug)]
-pub(crate) struct Broker {
+struct Inner {
     amqp_url: String,
     topology: Topology,
     connection: Mutex<Option<Connection>>,
@@ -41,24 +49,70 @@ pub(crate) struct Broker {
 
 impl Broker {
     pub(crate) fn new(amqp_url: String, topology: Topology) -> Self {
-        Self {
+        Self(Arc::new(Inner {
             amqp_url,
             topology,
             connection: Mutex::new(None),
-        }
+        }))
     }
 
-    /// Whether the broker answers (the readiness probe). An operation in
-    /// progress holds the connection, so it counts as an answer.
+    /// Whether the broker answers (the readiness probe).
     pub(crate) async fn reachable(&self) -> bool {
+        self.0.reachable().await
+    }
+
+    /// The service's dead letters (up to [`LIST_LIMIT`]), left in the queue.
+    pub(crate) async fn list(&self, service: &str) -> Result<Vec<Letter>, String> {
+        let (inner, service) = (self.0.clone(), service.to_owned());
+        detached(async move { inner.list(&service).await }).await
+    }
+
+    /// One dead letter of the service, left in the queue.
+    pub(crate) async fn find(
+        &self,
+        service: &str,
+        message_id: &str,
+    ) -> Result<Option<Letter>, String> {
+        let (inner, service, id) = (self.0.clone(), service.to_owned(), message_id.to_owned());
+        detached(async move { inner.find(&service, &id).await }).await
+    }
+
+    /// Sends the selected dead letters back to the service's queue.
+    pub(crate) async fn replay(
+        &self,
+        service: &str,
+        selection: &Selection,
+    ) -> Result<ReplayOutcome, String> {
+        let (inner, service, selection) = (self.0.clone(), service.to_owned(), selection.clone());
+        detached(async move { inner.replay(&service, &selection).await }).await
+    }
+
+    /// Deletes every dead letter of the service; answers how many.
+    pub(crate) async fn purge(&self, service: &str) -> Result<u32, String> {
+        let (inner, service) = (self.0.clone(), service.to_owned());
+        detached(async move { inner.purge(&service).await }).await
+    }
+}
+
+/// Runs `operation` to its end even if the caller stops waiting.
+async fn detached<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, String>> + Send + 'static,
+) -> Result<T, String> {
+    tokio::spawn(operation)
+        .await
+        .map_err(|error| format!("the broker operation failed: {error}"))?
+}
+
+impl Inner {
+    /// An operation in progress holds the connection, so it counts as an answer.
+    async fn reachable(&self) -> bool {
         match self.connection.try_lock() {
             Ok(mut slot) => self.connected(&mut slot).await.is_ok(),
             Err(_) => true,
         }
     }
 
-    /// The service's dead letters (up to [`LIST_LIMIT`]), left in the queue.
-    pub(crate) async fn list(&self, service: &str) -> Result<Vec<Letter>, String> {
+    async fn list(&self, service: &str) -> Result<Vec<Letter>, String> {
         let mut slot = self.connection.lock().await;
         let connection = self.connected(&mut slot).await?;
         let queue = self.readable_queue(connection, service).await?;
@@ -71,12 +125,7 @@ impl Broker {
         Ok(letters.iter().map(|l| letter(l, &work_queue)).collect())
     }
 
-    /// One dead letter of the service, left in the queue.
-    pub(crate) async fn find(
-        &self,
-        service: &str,
-        message_id: &str,
-    ) -> Result<Option<Letter>, String> {
+    async fn find(&self, service: &str, message_id: &str) -> Result<Option<Letter>, String> {
         let mut slot = self.connection.lock().await;
         let connection = self.connected(&mut slot).await?;
         let queue = self.readable_queue(connection, service).await?;
@@ -88,12 +137,7 @@ impl Broker {
         Ok(found.map(|l| letter(&l, &self.topology.queue(service))))
     }
 
-    /// Sends the selected dead letters back to the service's queue.
-    pub(crate) async fn replay(
-        &self,
-        service: &str,
-        selection: &Selection,
-    ) -> Result<ReplayOutcome, String> {
+    async fn replay(&self, service: &str, selection: &Selection) -> Result<ReplayOutcome, String> {
         let subscription = SUBSCRIPTIONS
             .iter()
             .find(|s| s.service == service)
@@ -126,8 +170,7 @@ impl Broker {
         })
     }
 
-    /// Deletes every dead letter of the service; answers how many.
-    pub(crate) async fn purge(&self, service: &str) -> Result<u32, String> {
+    async fn purge(&self, service: &str) -> Result<u32, String> {
         let mut slot = self.connection.lock().await;
         let connection = self.connected(&mut slot).await?;
         let channel = connection.create_channel().await.map_err(text)?;

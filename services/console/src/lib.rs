@@ -63,7 +63,7 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP_ADDR {}", config.http_addr))?;
-        let broker = Arc::new(dlq::Broker::new(config.amqp_url.clone(), topology));
+        let broker = dlq::Broker::new(config.amqp_url.clone(), topology);
         let state = pages::AppState {
             services: services::Services::new(
                 settings.services.clone(),
@@ -128,8 +128,8 @@ impl Application {
 
 /// `/health/live` (the process answers) and `/health/ready` (the broker
 /// answers: the services' APIs are each page's own business, shown there).
-fn health(broker: Arc<dlq::Broker>) -> Router {
-    async fn ready(State(broker): State<Arc<dlq::Broker>>) -> (StatusCode, Json<Value>) {
+fn health(broker: dlq::Broker) -> Router {
+    async fn ready(State(broker): State<dlq::Broker>) -> (StatusCode, Json<Value>) {
         let up = broker.reachable().await;
         let (status, word) = match up {
             true => (StatusCode::OK, "ready"),

@@ -24,7 +24,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     pub(crate) services: Services,
-    pub(crate) broker: Arc<Broker>,
+    pub(crate) broker: Broker,
     pub(crate) settings: Arc<Settings>,
     pub(crate) gate: Arc<Gate>,
 }
