@@ -29,6 +29,8 @@ struct Harness {
     base: String,
     http: reqwest::Client,
     stop: tokio_util::sync::CancellationToken,
+    /// Cleaned up by [`Harness::finish`]; otherwise `Drop` does it.
+    finished: bool,
 }
 
 impl Harness {
@@ -90,6 +92,7 @@ impl Harness {
             base,
             http,
             stop,
+            finished: false,
         }
     }
 
@@ -144,21 +147,50 @@ impl Harness {
     }
 
     /// Stops the console and removes the namespace and its users.
-    async fn finish(self) {
+    async fn finish(mut self) {
         self.stop.cancel();
-        let admin = checkout_messaging::connect(ADMIN_URL, "console test")
-            .await
-            .expect("broker");
-        let channel = admin.create_channel().await.expect("channel");
-        let retries = RetryPolicy::new(vec![Duration::from_millis(100)]);
-        let _ = self
-            .topology
-            .delete(&channel, SUBSCRIPTIONS, &retries)
-            .await;
-        let _ = admin.close(200, ShortString::from("done")).await;
-        for (user, _) in broker_access::deployment_users(&self.topology, None) {
-            rabbitmqctl(&["delete_user", &user.name], None).await;
+        self.finished = true;
+        remove(self.topology.clone()).await;
+    }
+}
+
+/// Removes what [`Harness::start`] made on the broker, also after a failed
+/// test (from `Drop`, on a runtime of its own).
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
         }
+        self.stop.cancel();
+        let topology = self.topology.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(remove(topology));
+            }
+        })
+        .join();
+    }
+}
+
+async fn remove(topology: Topology) {
+    let Ok(admin) = checkout_messaging::connect(ADMIN_URL, "console test").await else {
+        return;
+    };
+    if let Ok(channel) = admin.create_channel().await {
+        let retries = RetryPolicy::new(vec![Duration::from_millis(100)]);
+        let _ = topology.delete(&channel, SUBSCRIPTIONS, &retries).await;
+    }
+    let _ = admin.close(200, ShortString::from("done")).await;
+    for (user, _) in broker_access::deployment_users(&topology, None) {
+        let _ = tokio::process::Command::new("rabbitmqctl")
+            .args(["delete_user", &user.name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await;
     }
 }
 
