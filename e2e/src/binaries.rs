@@ -26,6 +26,8 @@ use tokio::sync::OnceCell;
 #[derive(Debug, Clone)]
 pub(crate) struct Binaries {
     paths: HashMap<Service, PathBuf>,
+    /// The console (`console-service`), which only the browser test starts.
+    console: PathBuf,
 }
 
 impl Binaries {
@@ -36,7 +38,15 @@ impl Binaries {
             .map(PathBuf::as_path)
             .ok_or_else(|| anyhow::anyhow!("no executable for {}", service.binary()))
     }
+
+    /// The console's executable.
+    pub(crate) fn console(&self) -> &Path {
+        &self.console
+    }
 }
+
+/// The console's binary (and package) name.
+const CONSOLE: &str = "console-service";
 
 /// The one build of this test process; every test awaits the same result.
 /// (The error is kept as text because `anyhow::Error` cannot be cloned.)
@@ -72,6 +82,7 @@ async fn build() -> anyhow::Result<Binaries> {
     for service in Service::ALL {
         command.arg("-p").arg(service.binary());
     }
+    command.arg("-p").arg(CONSOLE);
     command.args(profile_args());
     command
         .stdin(Stdio::null())
@@ -111,7 +122,14 @@ async fn build() -> anyhow::Result<Binaries> {
         })?;
         binaries.insert(service, path.clone());
     }
-    Ok(Binaries { paths: binaries })
+    let console = paths
+        .get(CONSOLE)
+        .ok_or_else(|| anyhow::anyhow!("`cargo build` reported no executable named {CONSOLE}"))?
+        .clone();
+    Ok(Binaries {
+        paths: binaries,
+        console,
+    })
 }
 
 /// The tests' executable lives in `<dir>/<profile>/deps/`; build the

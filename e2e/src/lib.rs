@@ -32,6 +32,8 @@
 
 pub mod api;
 mod binaries;
+pub mod browser;
+mod console;
 mod observe;
 pub mod otlp;
 pub mod poll;
@@ -43,6 +45,7 @@ pub use api::{
     Accepted, CatalogEntry, Compensation, Email, Money, Order, OrderLine, OrderPage, OrderSummary,
     Payment, Product, Reservation, Stock,
 };
+pub use console::{Console, JAEGER_UI_URL};
 pub use otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
 pub use poll::{Probe, eventually};
 pub use process::Service;

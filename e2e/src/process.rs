@@ -128,6 +128,8 @@ impl ServiceProcess {
             .env("RETRY_DELAYS", RETRY_DELAYS)
             .env("ORDER_DEADLINE", &env.order_deadline)
             .env("ADMIN_TOKEN", &env.admin_token)
+            // The fault switches (GET/PUT /faults) are the tests' to flip.
+            .env("FAULTS_ENABLED", "true")
             // Several processes and tests share one PostgreSQL: keep pools small.
             .env("DATABASE_MAX_CONNECTIONS", "5")
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &env.otlp_endpoint)

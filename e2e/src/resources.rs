@@ -1,5 +1,6 @@
 //! What one system borrows from the shared PostgreSQL and RabbitMQ: four
-//! databases, a broker namespace and a broker user per service, all named
+//! databases, a broker namespace and a broker user per service (and the
+//! console's), all named
 //! after the system's id, so parallel tests never meet, and all removed
 //! when the system stops.
 
@@ -79,16 +80,22 @@ async fn rabbitmqctl_with(
 /// topology) imported with `rabbitmqctl import_definitions`, then the
 /// topology declared over AMQP with the administrator's `amqp_url` — which
 /// fails if what was imported differs from what the code declares, and
-/// returns only once every name exists. Returns each service's password.
+/// returns only once every name exists. Returns each service's password;
+/// the console's user gets `console_password`.
 pub(crate) async fn provision_broker(
     amqp_url: &str,
     namespace: &str,
+    console_password: &str,
 ) -> anyhow::Result<HashMap<Service, String>> {
     let topology = Topology::new(namespace)?;
     let retries = RetryPolicy::parse(RETRY_DELAYS)?;
     let mut passwords = HashMap::new();
     let mut users: Vec<(BrokerUser, String)> = Vec::new();
     for (user, _variable) in access::deployment_users(&topology, None) {
+        if user.name == access::console_user(&topology).name {
+            users.push((user, console_password.to_owned()));
+            continue;
+        }
         let service = Service::ALL
             .into_iter()
             .find(|s| access::service_user_name(&topology, s.name()) == user.name)
@@ -118,8 +125,12 @@ pub(crate) async fn delete_broker_users(namespace: &str) -> anyhow::Result<()> {
     let topology = Topology::new(namespace)?;
     // Concurrently: each `rabbitmqctl` call takes ~0.3 s.
     let mut deletions = tokio::task::JoinSet::new();
-    for publisher in PUBLISHERS {
-        let user = access::service_user_name(&topology, publisher.service);
+    let console = access::console_user(&topology).name;
+    for user in PUBLISHERS
+        .iter()
+        .map(|publisher| access::service_user_name(&topology, publisher.service))
+        .chain([console])
+    {
         deletions.spawn(async move {
             rabbitmqctl_with(&["delete_user", &user], None, &[EX_NOUSER]).await
         });

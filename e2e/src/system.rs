@@ -102,6 +102,8 @@ pub struct System {
     databases: Vec<(Service, String)>,
     /// Each service's broker password (its user is `<id>.<service>`).
     broker_passwords: HashMap<Service, String>,
+    /// The console's broker password (its user is `<id>.console`).
+    console_broker_password: String,
     processes: Vec<ServiceProcess>,
     stopped: bool,
 }
@@ -128,6 +130,7 @@ impl System {
             log_dir,
             databases: Vec::new(),
             broker_passwords: HashMap::new(),
+            console_broker_password: Uuid::now_v7().simple().to_string(),
             processes: Vec::new(),
             stopped: false,
             options,
@@ -156,9 +159,13 @@ impl System {
         // queue exists before any service publishes (so Inventory's catalog
         // waits in the Order queue), and each service gets a user of its
         // own that may touch only its own names.
-        self.broker_passwords = resources::provision_broker(&self.options.amqp_url, &self.id)
-            .await
-            .context("cannot provision the broker namespace")?;
+        self.broker_passwords = resources::provision_broker(
+            &self.options.amqp_url,
+            &self.id,
+            &self.console_broker_password,
+        )
+        .await
+        .context("cannot provision the broker namespace")?;
 
         // Then everything at once, as an orchestrator would: the order
         // does not matter.
@@ -324,6 +331,12 @@ impl System {
             .context("the broker is not provisioned yet")?;
         let user = checkout_messaging::access::service_user_name(&self.topology()?, service.name());
         with_credentials(&self.options.amqp_url, &user, password)
+    }
+
+    /// The broker URL of the console's own user (`<id>.console`).
+    pub fn console_broker_url(&self) -> anyhow::Result<String> {
+        let user = checkout_messaging::access::console_user(&self.topology()?).name;
+        with_credentials(&self.options.amqp_url, &user, &self.console_broker_password)
     }
 
     /// The broker URL of the administrator the harness provisions with.

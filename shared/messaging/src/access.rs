@@ -22,7 +22,8 @@
 //! (Email) has no write permission on the events exchange at all.
 //!
 //! People use a separate operator user ([`operator`]): an administrator
-//! with every permission, held by no process.
+//! with every permission, held by no process. The console has its own
+//! ([`console_user`]), narrowed to the dead-letter queues.
 
 mod definitions;
 
@@ -128,6 +129,38 @@ pub fn operator(name: &str) -> BrokerUser {
     }
 }
 
+/// The console's user (`<ns>.console`): what `checkoutctl dlq` does, and
+/// nothing else. On the services' dead-letter queues (`<ns>.<svc>.dlq`)
+/// it may read (get, ack, nack, purge) and configure — the delivery-limit
+/// check declares the queue with its arguments, which the broker refuses
+/// if they differ and which needs configure — and it may write to the
+/// services' retry exchanges (`<ns>.<svc>.retry`), the replay path, which
+/// route a message only to that service's own queue. No events exchange,
+/// no work queue, no topic routing key.
+pub fn console_user(topology: &Topology) -> BrokerUser {
+    let ns = regex_literal(topology.namespace());
+    let services: Vec<String> = checkout_events::SUBSCRIPTIONS
+        .iter()
+        .map(|s| regex_literal(s.service))
+        .collect();
+    let services = services.join("|");
+    let dead_letter_queues = format!("^{ns}\\.({services})\\.dlq$");
+    BrokerUser {
+        name: service_user_name(topology, "console"),
+        tags: Vec::new(),
+        permissions: Permissions {
+            configure: dead_letter_queues.clone(),
+            write: format!("^{ns}\\.({services})\\.(dlq|retry)$"),
+            read: dead_letter_queues,
+        },
+        topic: Some(TopicPermission {
+            exchange: topology.exchange(),
+            write: NOTHING.to_owned(),
+            read: NOTHING.to_owned(),
+        }),
+    }
+}
+
 /// The environment variable a deployment keeps `service`'s broker password
 /// in: `BROKER_ORDER_PASSWORD` for `order`.
 pub fn password_variable(service: &str) -> String {
@@ -138,7 +171,8 @@ pub fn password_variable(service: &str) -> String {
 }
 
 /// The users of a deployment of `topology`: one per service of
-/// [`PUBLISHERS`](checkout_events::PUBLISHERS), and the operator named
+/// [`PUBLISHERS`](checkout_events::PUBLISHERS), the console's
+/// ([`console_user`], `BROKER_CONSOLE_PASSWORD`), and the operator named
 /// `operator` if given — each with the environment variable its password
 /// is kept in ([`password_variable`]; the operator's is
 /// `BROKER_OPERATOR_PASSWORD`).
@@ -152,6 +186,7 @@ pub fn deployment_users(topology: &Topology, operator: Option<&str>) -> Vec<(Bro
             )
         })
         .collect();
+    users.push((console_user(topology), password_variable("console")));
     if let Some(name) = operator {
         users.push((self::operator(name), password_variable("operator")));
     }

@@ -22,6 +22,6 @@ mod mask;
 mod replay;
 
 pub use browse::{find, peek, purge};
-pub use letter::{DeadLetter, Route};
+pub use letter::{DeadLetter, Route, header_text};
 pub use mask::mask_card_tokens;
 pub use replay::{NotReplayed, Replayed, replay};

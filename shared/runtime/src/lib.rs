@@ -35,3 +35,5 @@ pub use application::{Application, BrokerStatus};
 pub use config::{Config, ConfigError, HttpLimits, ServiceInfo};
 pub use launch::launch;
 pub use runtime::Runtime;
+pub use server::serve;
+pub use signal::terminate;

@@ -112,7 +112,9 @@ async fn concurrency_limit(
 /// closing connections that do not send a request head within
 /// `header_timeout`; then stops accepting, lets requests in flight finish
 /// and closes idle connections, and returns once every connection is gone.
-pub(crate) async fn serve(
+/// (Public for a process without a database, such as the console, which
+/// cannot use [`Runtime`](crate::Runtime) but serves the same way.)
+pub async fn serve(
     mut listener: TcpListener,
     app: Router,
     header_timeout: Duration,

@@ -1,7 +1,7 @@
 //! The signals that stop a service: SIGTERM (orchestrators) and Ctrl-C.
 
 /// Resolves when the process is asked to stop.
-pub(crate) async fn terminate() {
+pub async fn terminate() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -1,7 +1,8 @@
 //! `checkoutctl dlq`: a service's dead letters, with the functions of
 //! [`crate::dlq`].
 
-use super::render::{one_line, or_dash, render};
+use super::render::{one_line, or_dash};
+use crate::dlq::header_text;
 use crate::dlq::{self, DeadLetter, mask_card_tokens};
 use anyhow::{Context as _, bail};
 use checkout_events::{SUBSCRIPTIONS, Subscription};
@@ -292,7 +293,7 @@ fn show(out: &mut dyn Write, letter: &DeadLetter, work_queue: &str) -> std::io::
         writeln!(
             out,
             "  {key}: {}",
-            one_line(&mask_card_tokens(&render(value)), 300)
+            one_line(&mask_card_tokens(&header_text(value)), 300)
         )?;
     }
     writeln!(out, "body:")?;
