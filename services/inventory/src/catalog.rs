@@ -8,39 +8,33 @@
 //! stock change through the admin API bumps the revision all the same, so
 //! every change to a product is one revision (see [`put`]).
 
-use crate::SERVICE;
+use crate::OUTBOX;
 use checkout_events::{Currency, Money, ProductUpdated, Sku};
-use checkout_messaging::{Cause, Outbox};
+use checkout_messaging::Cause;
 use sqlx::{FromRow, PgConnection, PgPool};
 use tracing::instrument;
 use uuid::Uuid;
 
-const OUTBOX: Outbox = Outbox::new(SERVICE.binary);
-
 /// A product's catalog facts, as stored.
 #[derive(Debug, FromRow)]
 struct Product {
-    sku: String,
+    #[sqlx(try_from = "String")]
+    sku: Sku,
     name: String,
     unit_price: i64,
-    currency: String,
+    #[sqlx(try_from = "String")]
+    currency: Currency,
     revision: i64,
 }
 
 impl Product {
-    fn to_event(&self) -> Result<ProductUpdated, sqlx::Error> {
-        // The table's CHECKs admit only valid SKUs and currencies, so a
-        // failure here is a schema this code does not match.
-        let invalid = |e: checkout_events::ValueError| sqlx::Error::Decode(Box::new(e));
-        Ok(ProductUpdated {
-            sku: Sku::parse(self.sku.as_str()).map_err(invalid)?,
+    fn to_event(&self) -> ProductUpdated {
+        ProductUpdated {
+            sku: self.sku.clone(),
             name: self.name.clone(),
-            unit_price: Money::new(
-                self.unit_price,
-                Currency::parse(self.currency.as_str()).map_err(invalid)?,
-            ),
+            unit_price: Money::new(self.unit_price, self.currency.clone()),
             revision: self.revision,
-        })
+        }
     }
 }
 
@@ -51,7 +45,7 @@ async fn publish(
     product: &Product,
     cause: Cause<'_>,
 ) -> Result<ProductUpdated, sqlx::Error> {
-    let event = product.to_event()?;
+    let event = product.to_event();
     OUTBOX.emit(tx, &event, cause).await?;
     Ok(event)
 }

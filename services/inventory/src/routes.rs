@@ -7,6 +7,7 @@
 //! description together.
 
 use crate::catalog::{self, ProductSpec, Put};
+use crate::store::{self, Reservation};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -17,10 +18,8 @@ use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{
     Amount, ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
 };
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::types::Json as JsonColumn;
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -33,18 +32,6 @@ pub(crate) fn api(pool: PgPool) -> OpenApiRouter {
         .routes(routes!(put_product))
         .routes(routes!(reservations))
         .with_state(pool)
-}
-
-#[derive(Debug, FromRow)]
-struct ProductRow {
-    sku: String,
-    name: String,
-    unit_price: i64,
-    currency: String,
-    on_hand: i64,
-    reserved: i64,
-    available: i64,
-    revision: i64,
 }
 
 /// A product with its stock.
@@ -66,10 +53,10 @@ struct Product {
     revision: i64,
 }
 
-impl From<ProductRow> for Product {
-    fn from(row: ProductRow) -> Self {
+impl From<store::Product> for Product {
+    fn from(row: store::Product) -> Self {
         Self {
-            sku: row.sku,
+            sku: row.sku.into(),
             name: row.name,
             unit_price: Amount::new(row.unit_price, row.currency),
             on_hand: row.on_hand,
@@ -80,18 +67,12 @@ impl From<ProductRow> for Product {
     }
 }
 
-const PRODUCTS: &str = "SELECT sku, name, unit_price, currency, on_hand, reserved, \
-     on_hand - reserved AS available, revision FROM products";
-
 /// The catalog with its stock, by SKU.
 #[utoipa::path(get, path = "/products", tag = "catalog",
     responses((status = 200, description = "Every product", body = [Product])))]
 async fn products(State(pool): State<PgPool>) -> Result<Json<Vec<Product>>, Problem> {
-    let rows: Vec<ProductRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} ORDER BY sku")))
-            .fetch_all(&pool)
-            .await?;
-    Ok(Json(rows.into_iter().map(Product::from).collect()))
+    let products = store::products(&pool).await?;
+    Ok(Json(products.into_iter().map(Product::from).collect()))
 }
 
 /// The body of `PUT /products/{sku}`: the whole product.
@@ -184,10 +165,7 @@ async fn put_product(
             format!("{reserved} units are reserved for orders; on_hand cannot be fewer"),
         )]));
     }
-    let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} WHERE sku = $1")))
-        .bind(sku.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+    let row = store::product(&mut tx, &sku).await?;
     checkout_messaging::outbox::commit(tx).await?;
     let product = Json(Product::from(row));
     Ok(match put {
@@ -210,33 +188,6 @@ struct Filter {
     order_id: Uuid,
 }
 
-/// One reserved line.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-struct Item {
-    /// The SKU.
-    sku: String,
-    /// Units held.
-    quantity: i64,
-}
-
-/// What an order holds, or held.
-#[derive(Debug, Serialize, FromRow, ToSchema)]
-struct Reservation {
-    /// The order.
-    order_id: Uuid,
-    /// `RESERVED`, `FAILED`, `RELEASED`, `COMMITTED` or `VOIDED`.
-    status: String,
-    /// Why nothing is (or no longer) held.
-    reason: Option<String>,
-    /// The lines held.
-    #[schema(value_type = Vec<Item>)]
-    items: JsonColumn<Vec<Item>>,
-    /// When the order was first seen.
-    created_at: DateTime<Utc>,
-    /// When the reservation last changed.
-    updated_at: DateTime<Utc>,
-}
-
 /// The reservation of an order: empty until the order is seen here. For
 /// operators, with the `ADMIN_TOKEN`.
 #[utoipa::path(get, path = "/reservations", tag = "reservations",
@@ -252,15 +203,5 @@ async fn reservations(
     State(pool): State<PgPool>,
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Vec<Reservation>>, Problem> {
-    let rows: Vec<Reservation> = sqlx::query_as(
-        "SELECT r.order_id, r.status, r.reason, r.created_at, r.updated_at, \
-             COALESCE((SELECT jsonb_agg(jsonb_build_object('sku', l.sku, 'quantity', l.quantity) \
-                                        ORDER BY l.sku) \
-                       FROM reservation_lines l WHERE l.order_id = r.order_id), '[]'::jsonb) AS items \
-         FROM reservations r WHERE r.order_id = $1",
-    )
-    .bind(filter.order_id)
-    .fetch_all(&pool)
-    .await?;
-    Ok(Json(rows))
+    Ok(Json(store::reservations_of(&pool, filter.order_id).await?))
 }
