@@ -40,7 +40,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Money on the wire, as in the events: integer minor units and an ISO 4217
 /// currency code. The one shape every service's API shows (and, where a
 /// client sends a price, reads) money in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Amount {
     /// Minor units, e.g. cents.

@@ -7,7 +7,7 @@ use checkout_runtime::Config;
 use checkout_runtime::testing::{
     Serving, TestDatabase, admin_authorization, isolated_config, serve,
 };
-use order_service::saga::OrderSaga;
+use order_service::handler::OrderHandler;
 use order_service::{MIGRATOR, SERVICE, Settings};
 use uuid::Uuid;
 
@@ -71,7 +71,10 @@ impl TestApp {
 
     pub(crate) async fn deliver_envelope(&self, envelope: &Envelope) {
         let mut tx = self.db.pool().begin().await.expect("begin");
-        OrderSaga.handle(envelope, &mut tx).await.expect("handled");
+        OrderHandler
+            .handle(envelope, &mut tx)
+            .await
+            .expect("handled");
         tx.commit().await.expect("commit");
     }
 

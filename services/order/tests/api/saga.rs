@@ -198,7 +198,7 @@ async fn the_handler_applies_every_event_fixture_it_claims() {
     checkout_runtime::testing::contract::check_consumer(
         app.db.pool(),
         order_service::SERVICE.name,
-        &order_service::saga::OrderSaga,
+        &order_service::handler::OrderHandler,
         async || placed_order(&app).await.as_uuid(),
     )
     .await;
