@@ -8,9 +8,10 @@
 //! stock change through the admin API bumps the revision all the same, so
 //! every change to a product is one revision (see [`put`]).
 
-use crate::OUTBOX;
+use crate::{OUTBOX, store};
 use checkout_events::{Currency, Money, ProductUpdated, Sku};
 use checkout_messaging::Cause;
+use checkout_runtime::http::{FieldError, Problem};
 use sqlx::{FromRow, PgConnection, PgPool};
 use tracing::instrument;
 use uuid::Uuid;
@@ -218,4 +219,49 @@ pub async fn put(
         }
     }
     Err(sqlx::Error::RowNotFound)
+}
+
+/// Why a product was not put.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PutError {
+    /// Fewer units on hand than are reserved for orders.
+    #[error("{reserved} units are reserved for orders; on_hand cannot be fewer")]
+    BelowReserved {
+        /// The units reserved now.
+        reserved: i64,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<PutError> for Problem {
+    fn from(error: PutError) -> Self {
+        match error {
+            PutError::BelowReserved { .. } => {
+                Problem::validation(vec![FieldError::new("on_hand", error.to_string())])
+            }
+            PutError::Database(error) => error.into(),
+        }
+    }
+}
+
+/// The command behind `PUT /products/{sku}`: [`put`] in its own
+/// transaction, answering what it did and the product as it now is.
+pub(crate) async fn put_product(
+    pool: &PgPool,
+    sku: &Sku,
+    spec: &ProductSpec,
+) -> Result<(Put, store::Product), PutError> {
+    let mut tx = pool.begin().await?;
+    let cause = Cause::Command {
+        correlation_id: Uuid::now_v7(),
+    };
+    let put = put(&mut tx, sku, spec, cause).await?;
+    if let Put::BelowReserved { reserved } = put {
+        return Err(PutError::BelowReserved { reserved });
+    }
+    let product = store::product(&mut tx, sku).await?;
+    checkout_messaging::outbox::commit(tx).await?;
+    Ok((put, product))
 }

@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use checkout_events::{Currency, Money, Sku};
-use checkout_messaging::Cause;
 use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{
     Amount, ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
@@ -89,8 +88,12 @@ struct ProductBody {
     on_hand: i64,
 }
 
+/// The highest unit price, in minor units.
 const MAX_PRICE: i64 = 1_000_000_000_000;
+/// The most units a product may have on hand.
 const MAX_STOCK: i64 = 1_000_000_000;
+/// The longest product name, in characters.
+const MAX_NAME: usize = 200;
 
 impl ProductBody {
     /// Checks every rule and collects every violation.
@@ -98,10 +101,10 @@ impl ProductBody {
         let mut errors = Vec::new();
         let sku = Sku::parse(sku).map_err(|e| errors.push(FieldError::new("sku", e.to_string())));
         let name = self.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 || name.contains(char::is_control) {
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.contains(char::is_control) {
             errors.push(FieldError::new(
                 "name",
-                "must be 1 to 200 characters, without control characters",
+                format!("must be 1 to {MAX_NAME} characters, without control characters"),
             ));
         }
         if !(0..=MAX_PRICE).contains(&self.unit_price.amount) {
@@ -137,7 +140,8 @@ impl ProductBody {
 /// outbox); putting what is already there changes nothing. For operators,
 /// with the `ADMIN_TOKEN`.
 #[utoipa::path(put, path = "/products/{sku}", tag = "catalog",
-    params(("sku" = String, Path, description = "1–64 characters of A-Z, 0-9 and -")),
+    params(("sku" = String, Path, description = "1–64 characters of A-Z, 0-9 and -",
+        pattern = "^[A-Z0-9-]{1,64}$")),
     request_body = ProductBody,
     security(("admin_token" = [])),
     responses(
@@ -154,19 +158,7 @@ async fn put_product(
     ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<Response, Problem> {
     let (sku, spec) = body.validate(&sku).map_err(Problem::validation)?;
-    let mut tx = pool.begin().await?;
-    let cause = Cause::Command {
-        correlation_id: Uuid::now_v7(),
-    };
-    let put = catalog::put(&mut tx, &sku, &spec, cause).await?;
-    if let Put::BelowReserved { reserved } = put {
-        return Err(Problem::validation(vec![FieldError::new(
-            "on_hand",
-            format!("{reserved} units are reserved for orders; on_hand cannot be fewer"),
-        )]));
-    }
-    let row = store::product(&mut tx, &sku).await?;
-    checkout_messaging::outbox::commit(tx).await?;
+    let (put, row) = catalog::put_product(&pool, &sku, &spec).await?;
     let product = Json(Product::from(row));
     Ok(match put {
         Put::Created(_) => (
@@ -204,4 +196,28 @@ async fn reservations(
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Vec<Reservation>>, Problem> {
     Ok(Json(store::reservations_of(&pool, filter.order_id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OpenAPI document states the bounds `validate` enforces: the
+    /// derive takes literals only, so this pins them to the constants.
+    #[tokio::test]
+    async fn the_schema_states_the_bounds_the_code_enforces() {
+        let body = serde_json::to_value(<ProductBody as utoipa::PartialSchema>::schema())
+            .expect("serializable");
+        let field = |name: &str, bound: &str| body["properties"][name][bound].clone();
+        assert_eq!(field("name", "maxLength"), MAX_NAME);
+        assert_eq!(field("name", "minLength"), 1);
+        assert_eq!(field("on_hand", "maximum"), MAX_STOCK);
+        assert_eq!(field("on_hand", "minimum"), 0);
+
+        // A pool that never connects: only the routes' documents are read.
+        let pool = PgPool::connect_lazy("postgres://127.0.0.1/unused").expect("a lazy pool");
+        let document = serde_json::to_value(api(pool).into_openapi()).expect("serializable");
+        let sku = &document["paths"]["/products/{sku}"]["put"]["parameters"][0];
+        assert_eq!(sku["schema"]["pattern"], Sku::PATTERN, "{sku}");
+    }
 }

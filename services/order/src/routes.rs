@@ -66,7 +66,8 @@ struct Accepted {
 /// same key with another body is a 422. Keys are kept 24 hours.
 #[utoipa::path(post, path = "/orders", tag = "orders",
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "1–255 visible ASCII characters, e.g. a UUID; kept 24 hours")),
+        description = "1–255 visible ASCII characters, e.g. a UUID; kept 24 hours",
+        min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")),
     request_body = PlaceOrder,
     responses(
         (status = 202, description = "Accepted (or replayed)", body = Accepted,
