@@ -13,7 +13,7 @@ use checkout_events::{
     Envelope, Inbox as _, InventoryFailed, InventoryInbox, InventoryReleased, InventoryReserved,
     OrderCancelled, OrderCreated, OrderId, ReservedItem,
 };
-use checkout_messaging::claim::{Claimed, OrderRow, lock_or_tombstone};
+use checkout_messaging::claim::{Claimed, lock_or_tombstone};
 use checkout_messaging::{Cause, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use tracing::instrument;
@@ -120,12 +120,14 @@ async fn release(
     event: &OrderCancelled,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    let row = Cancelled {
+    let claimed = lock_or_tombstone(
+        tx,
         order_id,
-        reason: &event.reason,
-    };
-    let what = format!("the reservation of order {order_id}");
-    let status = match lock_or_tombstone(tx, &row, &what).await? {
+        &event.reason,
+        |tx, id| Box::pin(store::lock(tx, id)),
+        |tx, id, reason| Box::pin(store::claim(tx, id, Status::Voided, Some(reason))),
+    );
+    let status = match claimed.await? {
         Claimed::Locked(status) => status,
         Claimed::Tombstoned => {
             tracing::info!("cancelled before it was reserved; tombstone recorded");
@@ -150,22 +152,4 @@ async fn release(
         }
     }
     Ok(())
-}
-
-/// The reservation row of a cancelled order: its tombstone is VOIDED.
-struct Cancelled<'a> {
-    order_id: OrderId,
-    reason: &'a str,
-}
-
-impl OrderRow for Cancelled<'_> {
-    type Locked = Status;
-
-    async fn lock(&self, tx: &mut PgConnection) -> Result<Option<Status>, sqlx::Error> {
-        store::lock(tx, self.order_id).await
-    }
-
-    async fn tombstone(&self, tx: &mut PgConnection) -> Result<bool, sqlx::Error> {
-        store::claim(tx, self.order_id, Status::Voided, Some(self.reason)).await
-    }
 }

@@ -10,10 +10,10 @@ use crate::OUTBOX;
 use crate::provider::{self, Charge};
 use crate::store::{self, NewPayment, Status};
 use checkout_events::{
-    Envelope, Inbox as _, OrderCancelled, OrderId, PaymentCaptured, PaymentFailed, PaymentInbox,
+    Envelope, Inbox as _, OrderCancelled, PaymentCaptured, PaymentFailed, PaymentInbox,
     PaymentRefunded, PaymentRequested,
 };
-use checkout_messaging::claim::{Claimed, OrderRow, lock_or_tombstone};
+use checkout_messaging::claim::{Claimed, lock_or_tombstone};
 use checkout_messaging::{Cause, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use tracing::instrument;
@@ -105,12 +105,14 @@ async fn refund(
     event: &OrderCancelled,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    let row = Cancelled {
+    let claimed = lock_or_tombstone(
+        tx,
         order_id,
-        reason: &event.reason,
-    };
-    let what = format!("the payment of order {order_id}");
-    let payment = match lock_or_tombstone(tx, &row, &what).await? {
+        &event.reason,
+        |tx, id| Box::pin(store::lock(tx, id)),
+        |tx, id, reason| Box::pin(store::tombstone(tx, id, reason)),
+    );
+    let payment = match claimed.await? {
         Claimed::Locked(payment) => payment,
         Claimed::Tombstoned => {
             tracing::info!("cancelled before it was charged; tombstone recorded");
@@ -138,22 +140,4 @@ async fn refund(
         }
     }
     Ok(())
-}
-
-/// The payment row of a cancelled order: its tombstone is VOIDED.
-struct Cancelled<'a> {
-    order_id: OrderId,
-    reason: &'a str,
-}
-
-impl OrderRow for Cancelled<'_> {
-    type Locked = store::Payment;
-
-    async fn lock(&self, tx: &mut PgConnection) -> Result<Option<store::Payment>, sqlx::Error> {
-        store::lock(tx, self.order_id).await
-    }
-
-    async fn tombstone(&self, tx: &mut PgConnection) -> Result<bool, sqlx::Error> {
-        store::tombstone(tx, self.order_id, self.reason).await
-    }
 }

@@ -10,6 +10,8 @@
 //! like any other. [`lock_or_tombstone`] is that sequence, written once.
 
 use crate::consumer::HandlerError;
+use checkout_events::OrderId;
+use futures::future::BoxFuture;
 use sqlx::PgConnection;
 
 /// What [`lock_or_tombstone`] found.
@@ -21,47 +23,32 @@ pub enum Claimed<T> {
     Tombstoned,
 }
 
-/// A participant's one row per order, as [`lock_or_tombstone`] needs it.
-pub trait OrderRow: Sync {
-    /// The row as locked.
-    type Locked: Send;
+/// A statement on an order's row: a store function, boxed.
+pub type RowFuture<'c, T> = BoxFuture<'c, Result<T, sqlx::Error>>;
 
-    /// Locks the order's row until the transaction ends; `None` if it has none.
-    fn lock(
-        &self,
-        tx: &mut PgConnection,
-    ) -> impl Future<Output = Result<Option<Self::Locked>, sqlx::Error>> + Send;
-
-    /// Claims the order with a tombstone (`INSERT … ON CONFLICT DO
-    /// NOTHING`); returns whether the insert won.
-    fn tombstone(
-        &self,
-        tx: &mut PgConnection,
-    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
-}
-
-/// Locks the order's row; if there is none, inserts a tombstone; if
-/// another transaction's claim won meanwhile, locks that row.
-///
-/// `what` names the row in the error for the one impossible case: a claim
-/// that conflicted yet whose row cannot be read (transient: retried).
-pub async fn lock_or_tombstone<R: OrderRow>(
+/// Locks the order's row with `lock`; if there is none, inserts a
+/// tombstone with `tombstone` (which returns whether its insert won); if
+/// another transaction's claim won meanwhile, locks that row. `reason` is
+/// the cancellation's, for the tombstone to keep.
+pub async fn lock_or_tombstone<T>(
     tx: &mut PgConnection,
-    row: &R,
-    what: &str,
-) -> Result<Claimed<R::Locked>, HandlerError> {
-    if let Some(locked) = row.lock(tx).await? {
+    order_id: OrderId,
+    reason: &str,
+    lock: for<'c> fn(&'c mut PgConnection, OrderId) -> RowFuture<'c, Option<T>>,
+    tombstone: for<'c> fn(&'c mut PgConnection, OrderId, &'c str) -> RowFuture<'c, bool>,
+) -> Result<Claimed<T>, HandlerError> {
+    if let Some(locked) = lock(tx, order_id).await? {
         return Ok(Claimed::Locked(locked));
     }
-    if row.tombstone(tx).await? {
+    if tombstone(tx, order_id, reason).await? {
         return Ok(Claimed::Tombstoned);
     }
     // The order's own event committed between the look and the claim; its
     // row is visible now, so treat it like any other.
-    match row.lock(tx).await? {
+    match lock(tx, order_id).await? {
         Some(locked) => Ok(Claimed::Locked(locked)),
         None => Err(HandlerError::Transient(
-            format!("{what} conflicted but cannot be read").into(),
+            format!("the row of order {order_id} conflicted but cannot be read").into(),
         )),
     }
 }
@@ -70,92 +57,60 @@ pub async fn lock_or_tombstone<R: OrderRow>(
 mod tests {
     use super::*;
     use sqlx::Connection;
+    use uuid::Uuid;
 
     async fn connect() -> PgConnection {
         let url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
         let mut connection = PgConnection::connect(&url).await.expect("PostgreSQL");
         // A temporary table: this session's alone, gone when it ends.
-        sqlx::query("CREATE TEMP TABLE rows (order_id INT PRIMARY KEY, status TEXT NOT NULL)")
+        sqlx::query("CREATE TEMP TABLE rows (order_id UUID PRIMARY KEY, status TEXT NOT NULL)")
             .execute(&mut connection)
             .await
             .expect("temp table");
         connection
     }
 
-    async fn lock(tx: &mut PgConnection, id: i32) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar("SELECT status FROM rows WHERE order_id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(tx)
-            .await
-    }
-
-    async fn claim(tx: &mut PgConnection, id: i32, status: &str) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "INSERT INTO rows (order_id, status) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    fn lock(tx: &mut PgConnection, id: OrderId) -> RowFuture<'_, Option<String>> {
+        Box::pin(
+            sqlx::query_scalar("SELECT status FROM rows WHERE order_id = $1 FOR UPDATE")
+                .bind(id.as_uuid())
+                .fetch_optional(tx),
         )
-        .bind(id)
-        .bind(status)
-        .execute(tx)
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
-    /// A row of the temporary table; `race` inserts a competing row on
-    /// the first look, as a concurrent claim committing between look and
-    /// claim would; `vanish` never finds one.
-    struct Row {
-        id: i32,
-        race: std::sync::atomic::AtomicBool,
-        vanish: bool,
+    fn claim<'c>(tx: &'c mut PgConnection, id: OrderId, status: &'c str) -> RowFuture<'c, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "INSERT INTO rows (order_id, status) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(id.as_uuid())
+            .bind(status)
+            .execute(tx)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
-    impl Row {
-        fn new(id: i32) -> Self {
-            Self {
-                id,
-                race: false.into(),
-                vanish: false,
-            }
-        }
-    }
-
-    impl OrderRow for Row {
-        type Locked = String;
-
-        async fn lock(&self, tx: &mut PgConnection) -> Result<Option<String>, sqlx::Error> {
-            if self.vanish {
-                return Ok(None);
-            }
-            if self.race.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                claim(tx, self.id, "RESERVED").await?;
-                return Ok(None);
-            }
-            lock(tx, self.id).await
-        }
-
-        async fn tombstone(&self, tx: &mut PgConnection) -> Result<bool, sqlx::Error> {
-            if self.vanish {
-                return Ok(false);
-            }
-            claim(tx, self.id, "VOIDED").await
-        }
+    fn void<'c>(tx: &'c mut PgConnection, id: OrderId, _: &'c str) -> RowFuture<'c, bool> {
+        claim(tx, id, "VOIDED")
     }
 
     #[tokio::test]
     async fn locks_an_existing_row_else_leaves_a_tombstone() {
         let mut tx = connect().await;
-        claim(&mut tx, 1, "CAPTURED").await.expect("insert");
-        let found = lock_or_tombstone(&mut tx, &Row::new(1), "row 1").await;
+        let (paid, cancelled) = (OrderId::new(), OrderId::new());
+        claim(&mut tx, paid, "CAPTURED").await.expect("insert");
+
+        let found = lock_or_tombstone(&mut tx, paid, "why", lock, void).await;
         assert_eq!(
             found.expect("locked"),
             Claimed::Locked("CAPTURED".to_owned())
         );
-
-        let tombstoned = lock_or_tombstone(&mut tx, &Row::new(2), "row 2").await;
+        let tombstoned = lock_or_tombstone(&mut tx, cancelled, "why", lock, void).await;
         assert_eq!(tombstoned.expect("tombstoned"), Claimed::Tombstoned);
         assert_eq!(
-            lock(&mut tx, 2).await.expect("select").as_deref(),
+            lock(&mut tx, cancelled).await.expect("select").as_deref(),
             Some("VOIDED")
         );
     }
@@ -163,23 +118,35 @@ mod tests {
     #[tokio::test]
     async fn a_lost_claim_locks_the_winner_and_a_vanished_row_is_transient() {
         let mut tx = connect().await;
-        let raced = Row {
-            race: true.into(),
-            ..Row::new(3)
-        };
-        let found = lock_or_tombstone(&mut tx, &raced, "row 3").await;
+        // The first look finds nothing, and the order's own claim commits
+        // right after it, as a concurrent transaction's would.
+        fn raced(tx: &mut PgConnection, id: OrderId) -> RowFuture<'_, Option<String>> {
+            Box::pin(async move {
+                if let Some(status) = lock(tx, id).await? {
+                    return Ok(Some(status));
+                }
+                claim(tx, id, "RESERVED").await?;
+                Ok(None)
+            })
+        }
+        let order = OrderId::new();
+        let found = lock_or_tombstone(&mut tx, order, "why", raced, void).await;
         assert_eq!(
             found.expect("locked"),
             Claimed::Locked("RESERVED".to_owned())
         );
 
-        let vanished = Row {
-            vanish: true,
-            ..Row::new(4)
-        };
-        let error = lock_or_tombstone(&mut tx, &vanished, "row 4").await;
+        let vanished = OrderId::from(Uuid::now_v7());
+        let error = lock_or_tombstone(
+            &mut tx,
+            vanished,
+            "why",
+            |_, _| Box::pin(async { Ok(None::<String>) }),
+            |_, _, _| Box::pin(async { Ok(false) }),
+        )
+        .await;
         assert!(
-            matches!(&error, Err(HandlerError::Transient(e)) if e.to_string().contains("row 4")),
+            matches!(&error, Err(HandlerError::Transient(e)) if e.to_string().contains(&vanished.to_string())),
             "{error:?}"
         );
     }
