@@ -13,7 +13,7 @@ use checkout_events::{
     Envelope, Inbox as _, InventoryFailed, InventoryInbox, InventoryReleased, InventoryReserved,
     OrderCancelled, OrderCreated, OrderId, ReservedItem,
 };
-use checkout_messaging::claim::{Claimed, lock_or_tombstone};
+use checkout_messaging::claim::lock_or_tombstone;
 use checkout_messaging::{Cause, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use tracing::instrument;
@@ -120,19 +120,10 @@ async fn release(
     event: &OrderCancelled,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    let claimed = lock_or_tombstone(
-        tx,
-        order_id,
-        &event.reason,
-        |tx, id| Box::pin(store::lock(tx, id)),
-        |tx, id, reason| Box::pin(store::claim(tx, id, Status::Voided, Some(reason))),
-    );
-    let status = match claimed.await? {
-        Claimed::Locked(status) => status,
-        Claimed::Tombstoned => {
-            tracing::info!("cancelled before it was reserved; tombstone recorded");
-            return Ok(());
-        }
+    let Some(status) =
+        lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?
+    else {
+        return Ok(());
     };
 
     match status {

@@ -9,6 +9,7 @@
 //! reservation rule's.
 
 use checkout_events::{Currency, OrderId, Sku};
+use checkout_messaging::claim::RowFuture;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
@@ -56,14 +57,22 @@ pub(crate) async fn claim(
 }
 
 /// Locks the order's reservation and returns its status, if it has one.
-pub(crate) async fn lock(
-    tx: &mut PgConnection,
+pub(crate) fn lock(tx: &mut PgConnection, order_id: OrderId) -> RowFuture<'_, Option<Status>> {
+    Box::pin(
+        sqlx::query_scalar("SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE")
+            .bind(order_id.as_uuid())
+            .fetch_optional(tx),
+    )
+}
+
+/// Claims the order with the VOIDED tombstone of a cancellation that came
+/// before its OrderCreated; returns whether it was inserted.
+pub(crate) fn tombstone<'c>(
+    tx: &'c mut PgConnection,
     order_id: OrderId,
-) -> Result<Option<Status>, sqlx::Error> {
-    sqlx::query_scalar("SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE")
-        .bind(order_id.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await
+    reason: &'c str,
+) -> RowFuture<'c, bool> {
+    Box::pin(claim(tx, order_id, Status::Voided, Some(reason)))
 }
 
 /// Moves a locked reservation to `status`, recording why.

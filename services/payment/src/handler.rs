@@ -13,7 +13,7 @@ use checkout_events::{
     Envelope, Inbox as _, OrderCancelled, PaymentCaptured, PaymentFailed, PaymentInbox,
     PaymentRefunded, PaymentRequested,
 };
-use checkout_messaging::claim::{Claimed, lock_or_tombstone};
+use checkout_messaging::claim::lock_or_tombstone;
 use checkout_messaging::{Cause, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use tracing::instrument;
@@ -105,19 +105,10 @@ async fn refund(
     event: &OrderCancelled,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    let claimed = lock_or_tombstone(
-        tx,
-        order_id,
-        &event.reason,
-        |tx, id| Box::pin(store::lock(tx, id)),
-        |tx, id, reason| Box::pin(store::tombstone(tx, id, reason)),
-    );
-    let payment = match claimed.await? {
-        Claimed::Locked(payment) => payment,
-        Claimed::Tombstoned => {
-            tracing::info!("cancelled before it was charged; tombstone recorded");
-            return Ok(());
-        }
+    let Some(payment) =
+        lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?
+    else {
+        return Ok(());
     };
 
     match payment.status {

@@ -7,6 +7,7 @@
 //! handler's (what to do) and the provider's (capture or decline).
 
 use checkout_events::{Currency, Money, OrderId};
+use checkout_messaging::claim::RowFuture;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -68,19 +69,21 @@ pub(crate) async fn claim(
 
 /// Claims the order with the tombstone of a cancellation that came before
 /// its PaymentRequested; returns whether it was inserted.
-pub(crate) async fn tombstone(
-    tx: &mut PgConnection,
+pub(crate) fn tombstone<'c>(
+    tx: &'c mut PgConnection,
     order_id: OrderId,
-    reason: &str,
-) -> Result<bool, sqlx::Error> {
-    let payment = NewPayment {
-        id: Uuid::now_v7(),
-        order_id,
-        status: Status::Voided,
-        amount: None,
-        reason: Some(reason),
-    };
-    claim(tx, &payment).await
+    reason: &'c str,
+) -> RowFuture<'c, bool> {
+    Box::pin(async move {
+        let payment = NewPayment {
+            id: Uuid::now_v7(),
+            order_id,
+            status: Status::Voided,
+            amount: None,
+            reason: Some(reason),
+        };
+        claim(tx, &payment).await
+    })
 }
 
 /// A payment as stored.
@@ -108,14 +111,12 @@ const PAYMENT: &str = "SELECT id, order_id, status, amount, currency, reason, cr
      updated_at FROM payments WHERE order_id = $1";
 
 /// Locks the payment of `order_id`, if it has one.
-pub(crate) async fn lock(
-    tx: &mut PgConnection,
-    order_id: OrderId,
-) -> Result<Option<Payment>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{PAYMENT} FOR UPDATE")))
-        .bind(order_id.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await
+pub(crate) fn lock(tx: &mut PgConnection, order_id: OrderId) -> RowFuture<'_, Option<Payment>> {
+    Box::pin(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{PAYMENT} FOR UPDATE")))
+            .bind(order_id.as_uuid())
+            .fetch_optional(tx),
+    )
 }
 
 /// The payment of `order_id`, if it has one: zero or one row.

@@ -14,39 +14,31 @@ use checkout_events::OrderId;
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
 
-/// What [`lock_or_tombstone`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claimed<T> {
-    /// The order's row, locked until the transaction ends.
-    Locked(T),
-    /// There was no row: the tombstone is in, and nothing else is to do.
-    Tombstoned,
-}
-
 /// A statement on an order's row: a store function, boxed.
 pub type RowFuture<'c, T> = BoxFuture<'c, Result<T, sqlx::Error>>;
 
-/// Locks the order's row with `lock`; if there is none, inserts a
-/// tombstone with `tombstone` (which returns whether its insert won); if
-/// another transaction's claim won meanwhile, locks that row. `reason` is
-/// the cancellation's, for the tombstone to keep.
+/// For a cancellation (`order_id`, `reason`): locks the order's row with
+/// `lock`; if there is none, inserts a tombstone with `tombstone` (which
+/// returns whether its insert won); if another transaction's claim won
+/// meanwhile, locks that row. `None` when the tombstone went in: the
+/// cancellation overtook its order, and nothing else is to do.
 pub async fn lock_or_tombstone<T>(
     tx: &mut PgConnection,
-    order_id: OrderId,
-    reason: &str,
+    (order_id, reason): (OrderId, &str),
     lock: for<'c> fn(&'c mut PgConnection, OrderId) -> RowFuture<'c, Option<T>>,
     tombstone: for<'c> fn(&'c mut PgConnection, OrderId, &'c str) -> RowFuture<'c, bool>,
-) -> Result<Claimed<T>, HandlerError> {
+) -> Result<Option<T>, HandlerError> {
     if let Some(locked) = lock(tx, order_id).await? {
-        return Ok(Claimed::Locked(locked));
+        return Ok(Some(locked));
     }
     if tombstone(tx, order_id, reason).await? {
-        return Ok(Claimed::Tombstoned);
+        tracing::info!(%order_id, "cancelled before the order was seen; tombstone recorded");
+        return Ok(None);
     }
     // The order's own event committed between the look and the claim; its
     // row is visible now, so treat it like any other.
     match lock(tx, order_id).await? {
-        Some(locked) => Ok(Claimed::Locked(locked)),
+        Some(locked) => Ok(Some(locked)),
         None => Err(HandlerError::Transient(
             format!("the row of order {order_id} conflicted but cannot be read").into(),
         )),
@@ -102,13 +94,10 @@ mod tests {
         let (paid, cancelled) = (OrderId::new(), OrderId::new());
         claim(&mut tx, paid, "CAPTURED").await.expect("insert");
 
-        let found = lock_or_tombstone(&mut tx, paid, "why", lock, void).await;
-        assert_eq!(
-            found.expect("locked"),
-            Claimed::Locked("CAPTURED".to_owned())
-        );
-        let tombstoned = lock_or_tombstone(&mut tx, cancelled, "why", lock, void).await;
-        assert_eq!(tombstoned.expect("tombstoned"), Claimed::Tombstoned);
+        let found = lock_or_tombstone(&mut tx, (paid, "why"), lock, void).await;
+        assert_eq!(found.expect("locked").as_deref(), Some("CAPTURED"));
+        let tombstoned = lock_or_tombstone(&mut tx, (cancelled, "why"), lock, void).await;
+        assert_eq!(tombstoned.expect("tombstoned"), None);
         assert_eq!(
             lock(&mut tx, cancelled).await.expect("select").as_deref(),
             Some("VOIDED")
@@ -130,17 +119,13 @@ mod tests {
             })
         }
         let order = OrderId::new();
-        let found = lock_or_tombstone(&mut tx, order, "why", raced, void).await;
-        assert_eq!(
-            found.expect("locked"),
-            Claimed::Locked("RESERVED".to_owned())
-        );
+        let found = lock_or_tombstone(&mut tx, (order, "why"), raced, void).await;
+        assert_eq!(found.expect("locked").as_deref(), Some("RESERVED"));
 
         let vanished = OrderId::from(Uuid::now_v7());
         let error = lock_or_tombstone(
             &mut tx,
-            vanished,
-            "why",
+            (vanished, "why"),
             |_, _| Box::pin(async { Ok(None::<String>) }),
             |_, _, _| Box::pin(async { Ok(false) }),
         )
