@@ -3,8 +3,8 @@
 //! `POST /orders` prices the order from the local catalog and writes it,
 //! PENDING, together with OrderCreated. Payment and Inventory answer; the
 //! [`handler`] (the consumer) applies their replies to the order's
-//! [`saga`] state machine, which joins them into CONFIRMED or CANCELLED and
-//! emits OrderConfirmed or OrderCancelled; the [`deadline`] cancels an
+//! [`saga`] state machine, which decides CONFIRMED or CANCELLED, and emits
+//! OrderConfirmed or OrderCancelled; the [`deadline`] cancels an
 //! order that no reply decided in time. The catalog is a local table kept
 //! from Inventory's ProductUpdated events.
 
