@@ -20,7 +20,7 @@ const SERVICES: [(ServiceInfo, &[&str]); 4] = [
     (order_service::SERVICE, order_service::settings::VARIABLES),
     (payment_service::SERVICE, &[]),
     (inventory_service::SERVICE, &[]),
-    (email_service::SERVICE, email_service::config::VARIABLES),
+    (email_service::SERVICE, email_service::settings::VARIABLES),
 ];
 
 /// The fault-switch contract's variable (`GET/PUT /faults` answer 403
@@ -315,7 +315,7 @@ fn each_service_gets_only_variables_its_code_reads_with_working_values() {
             );
         }
         if info.name == "email" {
-            let mail = email_service::MailConfig::from_lookup(|name| env.get(name).cloned())
+            let mail = email_service::Settings::from_lookup(|name| env.get(name).cloned())
                 .unwrap_or_else(|e| panic!("email: {e}"));
             assert!(mail.transport.is_some(), "email: SMTP_URL is set");
             let (_, _, host, port, _) = url_parts(&env["SMTP_URL"]);

@@ -13,8 +13,8 @@
 
 use crate::dead_letters::{Letter, Selection, order_of, trace_of};
 use checkout_events::SUBSCRIPTIONS;
-use checkout_operator::dlq::{self as dead_letter, DeadLetter, mask_card_tokens};
 use checkout_messaging::{QueueState, Topology, connect};
+use checkout_operator::dlq::{self as dead_letter, DeadLetter, mask_card_tokens};
 use lapin::Connection;
 use lapin::types::ShortString;
 use std::sync::Arc;

@@ -6,12 +6,14 @@
 //! delivers the recorded mails over SMTP, at least once. It owns no other
 //! state and emits no events.
 
-pub mod config;
 pub mod handler;
 mod notification;
 mod routes;
 mod sender;
+pub mod settings;
+mod store;
 
+use checkout_events::{EmailInbox, Inbox as _};
 use checkout_runtime::{Config, Runtime, ServiceInfo};
 
 pub use checkout_runtime::Application;
@@ -19,7 +21,7 @@ use sqlx::migrate::Migrator;
 
 /// Who this service is: its queue, binary, database and port.
 pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "email",
+    name: EmailInbox::SERVICE,
     binary: "email-service",
     database: "email",
     http_port: 8083,
@@ -28,20 +30,22 @@ pub const SERVICE: ServiceInfo = ServiceInfo {
 /// The service's own tables (the messaging tables come with the runtime).
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-pub use config::MailConfig;
 pub use notification::{Kind, Notification};
+pub use settings::Settings;
 
-/// Starts the service with its mail settings from the environment (see
+/// Starts the service with its [`Settings`] from the environment (see
 /// [`build_with`]).
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    let mail = MailConfig::from_env().map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
-    build_with(config, mail).await
+    // A bad setting stays a ConfigError inside the error, so `launch`
+    // reports it as a configuration error.
+    let settings = Settings::from_env()?;
+    build_with(config, settings).await
 }
 
 /// Starts the service: connects, migrates, declares the topology, starts
 /// the consumer and, if `mail` names an SMTP server, the sender. Serve it
 /// with [`Application::run_until_stopped`].
-pub async fn build_with(config: Config, mail: MailConfig) -> anyhow::Result<Application> {
+pub async fn build_with(config: Config, mail: Settings) -> anyhow::Result<Application> {
     let mut runtime = Runtime::start(SERVICE, config, &MIGRATOR).await?;
     runtime.spawn_consumer(handler::Notifier);
     match mail.transport.clone() {

@@ -2,25 +2,17 @@
 
 use checkout_events::{OrderCancelled, OrderConfirmed};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-/// Which mail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Which mail: the `kind` column and the API's `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Kind {
     /// The order is confirmed.
     Confirmation,
     /// The order is cancelled.
     Cancellation,
-}
-
-impl Kind {
-    /// The value stored in `notifications.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Confirmation => "confirmation",
-            Kind::Cancellation => "cancellation",
-        }
-    }
 }
 
 /// A mail to send.

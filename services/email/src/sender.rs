@@ -21,40 +21,24 @@
 //! not an address) fails the row at once, as do attempts running out. A
 //! failed row keeps its last error, which `GET /emails` shows.
 
-use crate::config::{MailConfig, Transport};
+use crate::settings::{Settings, Transport};
+use crate::store::{self, Mark, NOTIFY_CHANNEL, Unsent};
 use checkout_telemetry::propagation::{adopt_parent, context_from_map};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::{AsyncTransport, Message};
+use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use sqlx::types::Json;
-use sqlx::{FromRow, PgPool};
-use std::collections::HashMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
-
-/// The `NOTIFY` channel the handler signals when it records a mail.
-pub(crate) const NOTIFY_CHANNEL: &str = "notifications";
 
 /// Delivers the mail outbox; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Sender {
     pool: PgPool,
     transport: Transport,
-    config: MailConfig,
-}
-
-#[derive(Debug, FromRow)]
-struct Unsent {
-    id: Uuid,
-    kind: String,
-    recipient: String,
-    subject: String,
-    body: String,
-    attempts: i32,
-    trace_context: Json<HashMap<String, String>>,
+    config: Settings,
 }
 
 /// How one attempt ended.
@@ -67,7 +51,7 @@ enum Attempt {
 }
 
 impl Sender {
-    pub(crate) fn new(pool: PgPool, transport: Transport, config: MailConfig) -> Self {
+    pub(crate) fn new(pool: PgPool, transport: Transport, config: Settings) -> Self {
         Self {
             pool,
             transport,
@@ -133,14 +117,7 @@ impl Sender {
     /// Sends the next due mail, if any. `Ok(false)`: nothing is due.
     async fn send_next(&self) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let unsent: Option<Unsent> = sqlx::query_as(
-            "SELECT id, kind, recipient, subject, body, attempts, trace_context \
-             FROM notifications \
-             WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now() \
-             ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let unsent = store::next_unsent(&mut tx).await?;
         let Some(mail) = unsent else {
             tx.commit().await?;
             return Ok(false);
@@ -151,53 +128,30 @@ impl Sender {
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
             notification_id = %mail.id,
-            kind = %mail.kind,
+            kind = ?mail.kind,
             attempt = mail.attempts + 1,
         );
         adopt_parent(&span, context_from_map(&mail.trace_context.0));
         let attempt = self.send(&mail).instrument(span.clone()).await;
         let attempts = mail.attempts + 1;
-        match attempt {
+        let mark = match &attempt {
             Attempt::Sent => {
                 tracing::info!(parent: &span, recipient = %mail.recipient, "mail sent");
-                sqlx::query(
-                    "UPDATE notifications SET sent_at = now(), attempts = $2, last_error = NULL \
-                     WHERE id = $1",
-                )
-                .bind(mail.id)
-                .bind(attempts)
-                .execute(&mut *tx)
-                .await?;
+                Mark::Sent
             }
             Attempt::Transient(error) if attempts < self.config.max_attempts => {
                 let delay = self.retry_delay(attempts);
                 span.record("otel.status_code", "ERROR");
                 tracing::warn!(parent: &span, %error, retry_in = ?delay, "sending failed; will retry");
-                sqlx::query(
-                    "UPDATE notifications SET attempts = $2, last_error = $3, \
-                     next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
-                )
-                .bind(mail.id)
-                .bind(attempts)
-                .bind(&error)
-                .bind(delay.as_secs_f64())
-                .execute(&mut *tx)
-                .await?;
+                Mark::Retry(error, delay)
             }
             Attempt::Transient(error) | Attempt::Permanent(error) => {
                 span.record("otel.status_code", "ERROR");
                 tracing::error!(parent: &span, %error, attempts, "sending failed for good; giving the mail up");
-                sqlx::query(
-                    "UPDATE notifications SET failed_at = now(), attempts = $2, last_error = $3 \
-                     WHERE id = $1",
-                )
-                .bind(mail.id)
-                .bind(attempts)
-                .bind(&error)
-                .execute(&mut *tx)
-                .await?;
+                Mark::GiveUp(error)
             }
-        }
+        };
+        store::mark(&mut tx, mail.id, attempts, mark).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -8,39 +8,34 @@
 //! stock change through the admin API bumps the revision all the same, so
 //! every change to a product is one revision (see [`put`]).
 
-use crate::SERVICE;
+use crate::{OUTBOX, store};
 use checkout_events::{Currency, Money, ProductUpdated, Sku};
-use checkout_messaging::{Cause, Outbox};
+use checkout_messaging::Cause;
+use checkout_runtime::http::{FieldError, Problem};
 use sqlx::{FromRow, PgConnection, PgPool};
 use tracing::instrument;
 use uuid::Uuid;
 
-const OUTBOX: Outbox = Outbox::new(SERVICE.binary);
-
 /// A product's catalog facts, as stored.
 #[derive(Debug, FromRow)]
 struct Product {
-    sku: String,
+    #[sqlx(try_from = "String")]
+    sku: Sku,
     name: String,
     unit_price: i64,
-    currency: String,
+    #[sqlx(try_from = "String")]
+    currency: Currency,
     revision: i64,
 }
 
 impl Product {
-    fn to_event(&self) -> Result<ProductUpdated, sqlx::Error> {
-        // The table's CHECKs admit only valid SKUs and currencies, so a
-        // failure here is a schema this code does not match.
-        let invalid = |e: checkout_events::ValueError| sqlx::Error::Decode(Box::new(e));
-        Ok(ProductUpdated {
-            sku: Sku::parse(self.sku.as_str()).map_err(invalid)?,
+    fn to_event(&self) -> ProductUpdated {
+        ProductUpdated {
+            sku: self.sku.clone(),
             name: self.name.clone(),
-            unit_price: Money::new(
-                self.unit_price,
-                Currency::parse(self.currency.as_str()).map_err(invalid)?,
-            ),
+            unit_price: Money::new(self.unit_price, self.currency.clone()),
             revision: self.revision,
-        })
+        }
     }
 }
 
@@ -51,7 +46,7 @@ async fn publish(
     product: &Product,
     cause: Cause<'_>,
 ) -> Result<ProductUpdated, sqlx::Error> {
-    let event = product.to_event()?;
+    let event = product.to_event();
     OUTBOX.emit(tx, &event, cause).await?;
     Ok(event)
 }
@@ -224,4 +219,49 @@ pub async fn put(
         }
     }
     Err(sqlx::Error::RowNotFound)
+}
+
+/// Why a product was not put.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PutError {
+    /// Fewer units on hand than are reserved for orders.
+    #[error("{reserved} units are reserved for orders; on_hand cannot be fewer")]
+    BelowReserved {
+        /// The units reserved now.
+        reserved: i64,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<PutError> for Problem {
+    fn from(error: PutError) -> Self {
+        match error {
+            PutError::BelowReserved { .. } => {
+                Problem::validation(vec![FieldError::new("on_hand", error.to_string())])
+            }
+            PutError::Database(error) => error.into(),
+        }
+    }
+}
+
+/// The command behind `PUT /products/{sku}`: [`put`] in its own
+/// transaction, answering what it did and the product as it now is.
+pub(crate) async fn put_product(
+    pool: &PgPool,
+    sku: &Sku,
+    spec: &ProductSpec,
+) -> Result<(Put, store::Product), PutError> {
+    let mut tx = pool.begin().await?;
+    let cause = Cause::Command {
+        correlation_id: Uuid::now_v7(),
+    };
+    let put = put(&mut tx, sku, spec, cause).await?;
+    if let Put::BelowReserved { reserved } = put {
+        return Err(PutError::BelowReserved { reserved });
+    }
+    let product = store::product(&mut tx, sku).await?;
+    checkout_messaging::outbox::commit(tx).await?;
+    Ok((put, product))
 }

@@ -1,4 +1,4 @@
-//! Reacts to orders: reserves a new order's items (all or none), ships them
+//! The Inventory service's consumer: reacts to orders: reserves a new order's items (all or none), ships them
 //! when the order is confirmed, gives them back when it is cancelled, and
 //! leaves a tombstone when the cancellation overtakes the order.
 //!
@@ -6,18 +6,17 @@
 //! so duplicates, redeliveries and a cancellation racing its order (on one
 //! replica or several) hold and give back stock at most once.
 
-use crate::SERVICE;
+use crate::OUTBOX;
 use crate::reservation::{self, Reservation};
 use crate::store::{self, Settle, Status};
 use checkout_events::{
-    Envelope, InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled,
-    OrderConfirmed, OrderCreated, OrderId, ReservedItem,
+    Envelope, Inbox as _, InventoryFailed, InventoryInbox, InventoryReleased, InventoryReserved,
+    OrderCancelled, OrderCreated, OrderId, ReservedItem,
 };
-use checkout_messaging::{Cause, Handler, HandlerError, Outbox, Outcome};
+use checkout_messaging::claim::lock_or_tombstone;
+use checkout_messaging::{Cause, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use tracing::instrument;
-
-const OUTBOX: Outbox = Outbox::new(SERVICE.binary);
 
 /// The Inventory service's consumer handler: what the consumer runs for
 /// every delivery, public so tests can apply events without a broker.
@@ -30,17 +29,13 @@ impl Handler for InventoryHandler {
         envelope: &Envelope,
         tx: &mut PgConnection,
     ) -> Result<Outcome, HandlerError> {
-        if envelope.is::<OrderCreated>() {
-            let event: OrderCreated = envelope.decode()?;
-            reserve(tx, envelope, &event).await?;
-        } else if envelope.is::<OrderConfirmed>() {
-            let event: OrderConfirmed = envelope.decode()?;
-            ship(tx, event.order_id).await?;
-        } else if envelope.is::<OrderCancelled>() {
-            let event: OrderCancelled = envelope.decode()?;
-            release(tx, envelope, &event).await?;
-        } else {
+        let Some(event) = InventoryInbox::decode(envelope)? else {
             return Ok(Outcome::Ignored);
+        };
+        match event {
+            InventoryInbox::OrderCreated(event) => reserve(tx, envelope, &event).await?,
+            InventoryInbox::OrderConfirmed(event) => ship(tx, event.order_id).await?,
+            InventoryInbox::OrderCancelled(event) => release(tx, envelope, &event).await?,
         }
         Ok(Outcome::Applied)
     }
@@ -110,7 +105,7 @@ async fn ship(tx: &mut PgConnection, order_id: OrderId) -> Result<(), HandlerErr
             tracing::info!("reservation committed; stock shipped");
         }
         other => {
-            tracing::info!(status = ?other.map(Status::as_str), "nothing held to ship");
+            tracing::info!(status = ?other, "nothing held to ship");
         }
     }
     Ok(())
@@ -125,22 +120,10 @@ async fn release(
     event: &OrderCancelled,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    let status = match store::lock(tx, order_id).await? {
-        Some(status) => status,
-        None => {
-            if store::claim(tx, order_id, Status::Voided, Some(&event.reason)).await? {
-                tracing::info!("cancelled before it was reserved; tombstone recorded");
-                return Ok(());
-            }
-            // The OrderCreated committed between the look and the claim; its
-            // row is visible now, so treat it like any other.
-            store::lock(tx, order_id).await?.ok_or_else(|| {
-                HandlerError::Transient(
-                    format!("the reservation of order {order_id} conflicted but cannot be read")
-                        .into(),
-                )
-            })?
-        }
+    let Some(status) =
+        lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?
+    else {
+        return Ok(());
     };
 
     match status {
@@ -154,7 +137,7 @@ async fn release(
         }
         Status::Failed | Status::Released | Status::Committed | Status::Voided => {
             tracing::info!(
-                status = status.as_str(),
+                ?status,
                 "nothing held, or already settled; nothing to release"
             );
         }

@@ -17,16 +17,21 @@ mod routes;
 mod store;
 
 use anyhow::Context as _;
+use checkout_events::{Inbox as _, InventoryInbox};
+use checkout_messaging::Outbox;
 use checkout_runtime::{Config, Runtime, ServiceInfo};
 use sqlx::migrate::Migrator;
 
 /// Who this service is: its queue, binary, database and port.
 pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "inventory",
+    name: InventoryInbox::SERVICE,
     binary: "inventory-service",
     database: "inventory",
     http_port: 8082,
 };
+
+/// Where the service's events go: its outbox, in its own database.
+const OUTBOX: Outbox = Outbox::new(SERVICE.binary);
 
 /// The service's own tables and the demo catalog (the messaging tables
 /// come with the runtime).

@@ -7,20 +7,18 @@
 //! description together.
 
 use crate::catalog::{self, ProductSpec, Put};
+use crate::store::{self, Reservation};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use checkout_events::{Currency, Money, Sku};
-use checkout_messaging::Cause;
 use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{
     Amount, ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
 };
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::types::Json as JsonColumn;
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -33,18 +31,6 @@ pub(crate) fn api(pool: PgPool) -> OpenApiRouter {
         .routes(routes!(put_product))
         .routes(routes!(reservations))
         .with_state(pool)
-}
-
-#[derive(Debug, FromRow)]
-struct ProductRow {
-    sku: String,
-    name: String,
-    unit_price: i64,
-    currency: String,
-    on_hand: i64,
-    reserved: i64,
-    available: i64,
-    revision: i64,
 }
 
 /// A product with its stock.
@@ -66,10 +52,10 @@ struct Product {
     revision: i64,
 }
 
-impl From<ProductRow> for Product {
-    fn from(row: ProductRow) -> Self {
+impl From<store::Product> for Product {
+    fn from(row: store::Product) -> Self {
         Self {
-            sku: row.sku,
+            sku: row.sku.into(),
             name: row.name,
             unit_price: Amount::new(row.unit_price, row.currency),
             on_hand: row.on_hand,
@@ -80,18 +66,12 @@ impl From<ProductRow> for Product {
     }
 }
 
-const PRODUCTS: &str = "SELECT sku, name, unit_price, currency, on_hand, reserved, \
-     on_hand - reserved AS available, revision FROM products";
-
 /// The catalog with its stock, by SKU.
 #[utoipa::path(get, path = "/products", tag = "catalog",
     responses((status = 200, description = "Every product", body = [Product])))]
 async fn products(State(pool): State<PgPool>) -> Result<Json<Vec<Product>>, Problem> {
-    let rows: Vec<ProductRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} ORDER BY sku")))
-            .fetch_all(&pool)
-            .await?;
-    Ok(Json(rows.into_iter().map(Product::from).collect()))
+    let products = store::products(&pool).await?;
+    Ok(Json(products.into_iter().map(Product::from).collect()))
 }
 
 /// The body of `PUT /products/{sku}`: the whole product.
@@ -108,8 +88,12 @@ struct ProductBody {
     on_hand: i64,
 }
 
+/// The highest unit price, in minor units.
 const MAX_PRICE: i64 = 1_000_000_000_000;
+/// The most units a product may have on hand.
 const MAX_STOCK: i64 = 1_000_000_000;
+/// The longest product name, in characters.
+const MAX_NAME: usize = 200;
 
 impl ProductBody {
     /// Checks every rule and collects every violation.
@@ -117,10 +101,10 @@ impl ProductBody {
         let mut errors = Vec::new();
         let sku = Sku::parse(sku).map_err(|e| errors.push(FieldError::new("sku", e.to_string())));
         let name = self.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 || name.contains(char::is_control) {
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.contains(char::is_control) {
             errors.push(FieldError::new(
                 "name",
-                "must be 1 to 200 characters, without control characters",
+                format!("must be 1 to {MAX_NAME} characters, without control characters"),
             ));
         }
         if !(0..=MAX_PRICE).contains(&self.unit_price.amount) {
@@ -156,7 +140,8 @@ impl ProductBody {
 /// outbox); putting what is already there changes nothing. For operators,
 /// with the `ADMIN_TOKEN`.
 #[utoipa::path(put, path = "/products/{sku}", tag = "catalog",
-    params(("sku" = String, Path, description = "1–64 characters of A-Z, 0-9 and -")),
+    params(("sku" = String, Path, description = "1–64 characters of A-Z, 0-9 and -",
+        pattern = "^[A-Z0-9-]{1,64}$")),
     request_body = ProductBody,
     security(("admin_token" = [])),
     responses(
@@ -173,22 +158,7 @@ async fn put_product(
     ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<Response, Problem> {
     let (sku, spec) = body.validate(&sku).map_err(Problem::validation)?;
-    let mut tx = pool.begin().await?;
-    let cause = Cause::Command {
-        correlation_id: Uuid::now_v7(),
-    };
-    let put = catalog::put(&mut tx, &sku, &spec, cause).await?;
-    if let Put::BelowReserved { reserved } = put {
-        return Err(Problem::validation(vec![FieldError::new(
-            "on_hand",
-            format!("{reserved} units are reserved for orders; on_hand cannot be fewer"),
-        )]));
-    }
-    let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} WHERE sku = $1")))
-        .bind(sku.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-    checkout_messaging::outbox::commit(tx).await?;
+    let (put, row) = catalog::put_product(&pool, &sku, &spec).await?;
     let product = Json(Product::from(row));
     Ok(match put {
         Put::Created(_) => (
@@ -210,33 +180,6 @@ struct Filter {
     order_id: Uuid,
 }
 
-/// One reserved line.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-struct Item {
-    /// The SKU.
-    sku: String,
-    /// Units held.
-    quantity: i64,
-}
-
-/// What an order holds, or held.
-#[derive(Debug, Serialize, FromRow, ToSchema)]
-struct Reservation {
-    /// The order.
-    order_id: Uuid,
-    /// `RESERVED`, `FAILED`, `RELEASED`, `COMMITTED` or `VOIDED`.
-    status: String,
-    /// Why nothing is (or no longer) held.
-    reason: Option<String>,
-    /// The lines held.
-    #[schema(value_type = Vec<Item>)]
-    items: JsonColumn<Vec<Item>>,
-    /// When the order was first seen.
-    created_at: DateTime<Utc>,
-    /// When the reservation last changed.
-    updated_at: DateTime<Utc>,
-}
-
 /// The reservation of an order: empty until the order is seen here. For
 /// operators, with the `ADMIN_TOKEN`.
 #[utoipa::path(get, path = "/reservations", tag = "reservations",
@@ -252,15 +195,29 @@ async fn reservations(
     State(pool): State<PgPool>,
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Vec<Reservation>>, Problem> {
-    let rows: Vec<Reservation> = sqlx::query_as(
-        "SELECT r.order_id, r.status, r.reason, r.created_at, r.updated_at, \
-             COALESCE((SELECT jsonb_agg(jsonb_build_object('sku', l.sku, 'quantity', l.quantity) \
-                                        ORDER BY l.sku) \
-                       FROM reservation_lines l WHERE l.order_id = r.order_id), '[]'::jsonb) AS items \
-         FROM reservations r WHERE r.order_id = $1",
-    )
-    .bind(filter.order_id)
-    .fetch_all(&pool)
-    .await?;
-    Ok(Json(rows))
+    Ok(Json(store::reservations_of(&pool, filter.order_id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OpenAPI document states the bounds `validate` enforces: the
+    /// derive takes literals only, so this pins them to the constants.
+    #[tokio::test]
+    async fn the_schema_states_the_bounds_the_code_enforces() {
+        let body = serde_json::to_value(<ProductBody as utoipa::PartialSchema>::schema())
+            .expect("serializable");
+        let field = |name: &str, bound: &str| body["properties"][name][bound].clone();
+        assert_eq!(field("name", "maxLength"), MAX_NAME);
+        assert_eq!(field("name", "minLength"), 1);
+        assert_eq!(field("on_hand", "maximum"), MAX_STOCK);
+        assert_eq!(field("on_hand", "minimum"), 0);
+
+        // A pool that never connects: only the routes' documents are read.
+        let pool = PgPool::connect_lazy("postgres://127.0.0.1/unused").expect("a lazy pool");
+        let document = serde_json::to_value(api(pool).into_openapi()).expect("serializable");
+        let sku = &document["paths"]["/products/{sku}"]["put"]["parameters"][0];
+        assert_eq!(sku["schema"]["pattern"], Sku::PATTERN, "{sku}");
+    }
 }

@@ -8,12 +8,20 @@
 //! It owns the SQL, not the decisions: those are the handler's and the
 //! reservation rule's.
 
-use checkout_events::{OrderId, Sku};
-use sqlx::{FromRow, PgConnection};
+use checkout_events::{Currency, OrderId, Sku};
+use checkout_messaging::claim::RowFuture;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use sqlx::{FromRow, PgConnection, PgPool};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
-/// Where a reservation stands; the `status` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a reservation stands: the `status` column and the API's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub(crate) enum Status {
     /// Its lines are held (counted in `products.reserved`).
     Reserved,
@@ -25,31 +33,6 @@ pub(crate) enum Status {
     Committed,
     /// The tombstone of an order cancelled before it was seen here.
     Voided,
-}
-
-impl Status {
-    /// The value stored in `reservations.status`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Status::Reserved => "RESERVED",
-            Status::Failed => "FAILED",
-            Status::Released => "RELEASED",
-            Status::Committed => "COMMITTED",
-            Status::Voided => "VOIDED",
-        }
-    }
-
-    fn parse(raw: &str) -> Option<Self> {
-        [
-            Status::Reserved,
-            Status::Failed,
-            Status::Released,
-            Status::Committed,
-            Status::Voided,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == raw)
-    }
 }
 
 /// Inserts the order's reservation row unless it has one; returns whether
@@ -66,7 +49,7 @@ pub(crate) async fn claim(
          ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(order_id.as_uuid())
-    .bind(status.as_str())
+    .bind(status)
     .bind(reason)
     .execute(&mut *tx)
     .await?;
@@ -74,24 +57,22 @@ pub(crate) async fn claim(
 }
 
 /// Locks the order's reservation and returns its status, if it has one.
-pub(crate) async fn lock(
-    tx: &mut PgConnection,
-    order_id: OrderId,
-) -> Result<Option<Status>, sqlx::Error> {
-    let status: Option<String> =
+pub(crate) fn lock(tx: &mut PgConnection, order_id: OrderId) -> RowFuture<'_, Option<Status>> {
+    Box::pin(
         sqlx::query_scalar("SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE")
             .bind(order_id.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await?;
-    status
-        .map(|raw| {
-            // The CHECK constraint admits only known statuses; anything else
-            // is a schema this code does not match.
-            Status::parse(&raw).ok_or_else(|| {
-                sqlx::Error::Decode(format!("unknown reservation status {raw:?}").into())
-            })
-        })
-        .transpose()
+            .fetch_optional(tx),
+    )
+}
+
+/// Claims the order with the VOIDED tombstone of a cancellation that came
+/// before its OrderCreated; returns whether it was inserted.
+pub(crate) fn tombstone<'c>(
+    tx: &'c mut PgConnection,
+    order_id: OrderId,
+    reason: &'c str,
+) -> RowFuture<'c, bool> {
+    Box::pin(claim(tx, order_id, Status::Voided, Some(reason)))
 }
 
 /// Moves a locked reservation to `status`, recording why.
@@ -105,7 +86,7 @@ pub(crate) async fn set_status(
         "UPDATE reservations SET status = $2, reason = $3, updated_at = now() WHERE order_id = $1",
     )
     .bind(order_id.as_uuid())
-    .bind(status.as_str())
+    .bind(status)
     .bind(reason)
     .execute(&mut *tx)
     .await?;
@@ -114,7 +95,8 @@ pub(crate) async fn set_status(
 
 #[derive(Debug, FromRow)]
 struct Stock {
-    sku: String,
+    #[sqlx(try_from = "String")]
+    sku: Sku,
     available: i64,
 }
 
@@ -132,12 +114,10 @@ pub(crate) async fn lock_stock<'a>(
     .bind(&skus)
     .fetch_all(&mut *tx)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let sku = Sku::parse(row.sku).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            Ok((sku, row.available))
-        })
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.sku, row.available))
+        .collect())
 }
 
 /// Holds `lines` (one per SKU) for the order: records them and counts them
@@ -213,21 +193,79 @@ pub(crate) async fn settle(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A product with its stock, as stored.
+#[derive(Debug, FromRow)]
+pub(crate) struct Product {
+    #[sqlx(try_from = "String")]
+    pub(crate) sku: Sku,
+    pub(crate) name: String,
+    pub(crate) unit_price: i64,
+    #[sqlx(try_from = "String")]
+    pub(crate) currency: Currency,
+    pub(crate) on_hand: i64,
+    pub(crate) reserved: i64,
+    pub(crate) available: i64,
+    pub(crate) revision: i64,
+}
 
-    #[test]
-    fn statuses_round_trip_through_their_column_values() {
-        for status in [
-            Status::Reserved,
-            Status::Failed,
-            Status::Released,
-            Status::Committed,
-            Status::Voided,
-        ] {
-            assert_eq!(Status::parse(status.as_str()), Some(status));
-        }
-        assert_eq!(Status::parse("PENDING"), None);
-    }
+const PRODUCTS: &str = "SELECT sku, name, unit_price, currency, on_hand, reserved, \
+     on_hand - reserved AS available, revision FROM products";
+
+/// Every product, by SKU.
+pub(crate) async fn products(pool: &PgPool) -> Result<Vec<Product>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} ORDER BY sku")))
+        .fetch_all(pool)
+        .await
+}
+
+/// The product `sku`, which must exist.
+pub(crate) async fn product(tx: &mut PgConnection, sku: &Sku) -> Result<Product, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCTS} WHERE sku = $1")))
+        .bind(sku.as_str())
+        .fetch_one(&mut *tx)
+        .await
+}
+
+/// One reserved line.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct Item {
+    /// The SKU.
+    sku: String,
+    /// Units held.
+    quantity: i64,
+}
+
+/// What an order holds, or held.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub(crate) struct Reservation {
+    /// The order.
+    order_id: Uuid,
+    /// `RESERVED`, `FAILED`, `RELEASED`, `COMMITTED` or `VOIDED`.
+    status: Status,
+    /// Why nothing is (or no longer) held.
+    reason: Option<String>,
+    /// The lines held.
+    #[schema(value_type = Vec<Item>)]
+    items: Json<Vec<Item>>,
+    /// When the order was first seen.
+    created_at: DateTime<Utc>,
+    /// When the reservation last changed.
+    updated_at: DateTime<Utc>,
+}
+
+/// The reservation of `order_id` with its lines: zero or one.
+pub(crate) async fn reservations_of(
+    pool: &PgPool,
+    order_id: Uuid,
+) -> Result<Vec<Reservation>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.order_id, r.status, r.reason, r.created_at, r.updated_at, \
+             COALESCE((SELECT jsonb_agg(jsonb_build_object('sku', l.sku, 'quantity', l.quantity) \
+                                        ORDER BY l.sku) \
+                       FROM reservation_lines l WHERE l.order_id = r.order_id), '[]'::jsonb) AS items \
+         FROM reservations r WHERE r.order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await
 }

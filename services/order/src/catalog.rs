@@ -108,24 +108,43 @@ pub async fn price(
 }
 
 /// One product as the Order service knows it.
-#[derive(Debug, Serialize, FromRow, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Product {
     /// The SKU.
     sku: String,
     /// Its display name.
     name: String,
     /// The price of one unit.
-    #[sqlx(flatten)]
     unit_price: Amount,
     /// The revision of Inventory's ProductUpdated this comes from.
     revision: i64,
 }
 
+#[derive(Debug, FromRow)]
+struct ProductRow {
+    #[sqlx(try_from = "String")]
+    sku: Sku,
+    name: String,
+    unit_price: i64,
+    #[sqlx(try_from = "String")]
+    currency: Currency,
+    revision: i64,
+}
+
 /// The whole local catalog, by SKU.
 pub async fn list(pool: &PgPool) -> Result<Vec<Product>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT sku, name, unit_price AS amount, currency, revision FROM catalog ORDER BY sku",
+    let rows: Vec<ProductRow> = sqlx::query_as(
+        "SELECT sku, name, unit_price, currency, revision FROM catalog ORDER BY sku",
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Product {
+            sku: row.sku.into(),
+            name: row.name,
+            unit_price: Amount::new(row.unit_price, row.currency),
+            revision: row.revision,
+        })
+        .collect())
 }

@@ -6,14 +6,14 @@
 //! other leg. The sweeper runs on a timer in every Order replica, takes the
 //! expired orders with `FOR UPDATE SKIP LOCKED` (so replicas, and replies
 //! being applied, never contend for one), cancels each through the state
-//! machine ([`Saga::expire`](crate::order::Saga::expire), whose reason names
+//! machine ([`Saga::expire`](crate::saga::Saga::expire), whose reason names
 //! the missing leg) and emits OrderCancelled through the outbox like any
 //! cancellation. The usual compensations follow: Payment refunds a capture,
 //! Inventory releases a reservation, and either leaves a tombstone if the
 //! cancellation overtakes the order. A reply that arrives after the
 //! deadline is recorded in the timeline and decides nothing.
 
-use crate::saga::announce;
+use crate::handler::announce;
 use crate::store;
 use checkout_events::OrderId;
 use checkout_messaging::{Cause, HandlerError};

@@ -2,23 +2,28 @@
 //!
 //! `POST /orders` prices the order from the local catalog and writes it,
 //! PENDING, together with OrderCreated. Payment and Inventory answer; the
-//! [`saga`] consumer joins their replies into CONFIRMED or CANCELLED and
-//! emits OrderConfirmed or OrderCancelled; the [`deadline`] cancels an
+//! [`handler`] (the consumer) applies their replies to the order's
+//! [`saga`] state machine, which decides CONFIRMED or CANCELLED, and emits
+//! OrderConfirmed or OrderCancelled; the [`deadline`] cancels an
 //! order that no reply decided in time. The catalog is a local table kept
 //! from Inventory's ProductUpdated events.
 
 pub mod catalog;
 mod deadline;
+pub mod handler;
 mod idempotency;
 pub mod metrics;
-pub mod order;
+mod place;
 mod request;
 mod routes;
 pub mod saga;
 pub mod settings;
 mod store;
 mod timeline;
+mod view;
 
+use checkout_events::{Inbox as _, OrderInbox};
+use checkout_messaging::Outbox;
 use checkout_runtime::{Config, Runtime, ServiceInfo};
 pub use settings::Settings;
 
@@ -27,11 +32,14 @@ use sqlx::migrate::Migrator;
 
 /// Who this service is: its queue, binary, database and port.
 pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "order",
+    name: OrderInbox::SERVICE,
     binary: "order-service",
     database: "orders",
     http_port: 8080,
 };
+
+/// Where the service's events go: its outbox, in its own database.
+const OUTBOX: Outbox = Outbox::new(SERVICE.binary);
 
 /// The service's own tables (the messaging tables come with the runtime).
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -39,7 +47,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// Starts the service with its [`Settings`] from the environment; see
 /// [`build_with`].
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    // A bad setting stays a ConfigError inside the error, so `launch`
+    // reports it as a configuration error.
+    let settings = Settings::from_env()?;
     build_with(config, settings).await
 }
 
@@ -51,7 +61,7 @@ pub async fn build_with(config: Config, settings: Settings) -> anyhow::Result<Ap
         .with_collector(metrics::orders_by_status);
     metrics::describe();
     runtime.register_relay();
-    runtime.spawn_consumer(saga::OrderSaga);
+    runtime.spawn_consumer(handler::OrderHandler);
     let deadline = settings.order_deadline;
     runtime.spawn_task(deadline::run(
         runtime.pool().clone(),

@@ -31,14 +31,7 @@ pub(crate) fn describe() {
 /// beyond that.
 pub(crate) fn orders_by_status(pool: &PgPool) -> BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
-        let counts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT s.status, count(o.id) \
-             FROM (VALUES ('PENDING'), ('CONFIRMED'), ('CANCELLED')) AS s (status) \
-             LEFT JOIN orders o ON o.status = s.status \
-             GROUP BY s.status",
-        )
-        .fetch_all(pool)
-        .await?;
+        let counts = crate::store::count_by_status(pool).await?;
         for (status, count) in counts {
             // Row counts fit an f64 exactly far beyond any real table.
             metrics::gauge!(ORDERS, "status" => status).set(count as f64);

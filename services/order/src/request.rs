@@ -54,72 +54,50 @@ pub(crate) struct NewOrder {
     pub(crate) card_token: String,
 }
 
-const MAX_LINES: usize = 50;
+/// The most lines an order may have.
+pub(crate) const MAX_LINES: usize = 50;
+/// The longest customer id, in characters.
+pub(crate) const MAX_CUSTOMER_ID: usize = 64;
+/// The longest e-mail address, in bytes (RFC 5321's path limit).
+pub(crate) const MAX_EMAIL: usize = 254;
+/// The longest card token, in bytes.
+pub(crate) const MAX_CARD_TOKEN: usize = 64;
 
 impl PlaceOrder {
     /// Checks every rule and collects every violation.
     pub(crate) fn validate(self) -> Result<NewOrder, Vec<FieldError>> {
         let mut errors = Vec::new();
         let customer_id = self.customer_id.trim().to_owned();
-        if customer_id.is_empty() || customer_id.chars().count() > 64 || has_control(&customer_id) {
-            errors.push(FieldError::new("customer_id", "must be 1 to 64 characters"));
+        if customer_id.is_empty()
+            || customer_id.chars().count() > MAX_CUSTOMER_ID
+            || has_control(&customer_id)
+        {
+            errors.push(FieldError::new(
+                "customer_id",
+                format!("must be 1 to {MAX_CUSTOMER_ID} characters"),
+            ));
         }
         let customer_email = self
             .customer_email
             .map(|e| e.trim().to_owned())
             .filter(|e| !e.is_empty());
-        if let Some(email) = &customer_email {
-            let plausible = email.len() <= 254
-                && email.split_once('@').is_some_and(|(local, domain)| {
-                    !local.is_empty()
-                        && domain.contains('.')
-                        && !email.contains(char::is_whitespace)
-                        && !has_control(email)
-                });
-            if !plausible {
-                errors.push(FieldError::new(
-                    "customer_email",
-                    "must be an e-mail address",
-                ));
-            }
-        }
-        let card_token = self.card_token.trim().to_owned();
-        if card_token.is_empty() || card_token.len() > 64 || has_control(&card_token) {
-            errors.push(FieldError::new("card_token", "must be 1 to 64 characters"));
-        }
-        if self.items.is_empty() || self.items.len() > MAX_LINES {
+        if customer_email
+            .as_deref()
+            .is_some_and(|e| !plausible_email(e))
+        {
             errors.push(FieldError::new(
-                "items",
-                format!("must have 1 to {MAX_LINES} lines"),
+                "customer_email",
+                "must be an e-mail address",
             ));
         }
-
-        let mut seen = HashSet::new();
-        let mut lines = Vec::with_capacity(self.items.len());
-        for (i, item) in self.items.into_iter().enumerate() {
-            let sku = Sku::parse(item.sku.trim());
-            let quantity = Quantity::parse(item.quantity);
-            if let Err(e) = &sku {
-                errors.push(FieldError::new(format!("items[{i}].sku"), e.to_string()));
-            }
-            if let Err(e) = &quantity {
-                errors.push(FieldError::new(
-                    format!("items[{i}].quantity"),
-                    e.to_string(),
-                ));
-            }
-            if let (Ok(sku), Ok(quantity)) = (sku, quantity) {
-                if seen.insert(sku.clone()) {
-                    lines.push((sku, quantity));
-                } else {
-                    errors.push(FieldError::new(
-                        format!("items[{i}].sku"),
-                        format!("{sku} appears more than once; put the total quantity on one line"),
-                    ));
-                }
-            }
+        let card_token = self.card_token.trim().to_owned();
+        if card_token.is_empty() || card_token.len() > MAX_CARD_TOKEN || has_control(&card_token) {
+            errors.push(FieldError::new(
+                "card_token",
+                format!("must be 1 to {MAX_CARD_TOKEN} characters"),
+            ));
         }
-
+        let lines = lines(self.items, &mut errors);
         if errors.is_empty() {
             Ok(NewOrder {
                 customer_id,
@@ -131,6 +109,53 @@ impl PlaceOrder {
             Err(errors)
         }
     }
+}
+
+/// Whether `email` looks like an address: something, `@`, a domain with a dot.
+fn plausible_email(email: &str) -> bool {
+    email.len() <= MAX_EMAIL
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !email.contains(char::is_whitespace)
+                && !has_control(email)
+        })
+}
+
+/// The valid lines of `items`, each SKU once; what is wrong goes to `errors`.
+fn lines(items: Vec<RequestedLine>, errors: &mut Vec<FieldError>) -> Vec<(Sku, Quantity)> {
+    if items.is_empty() || items.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "items",
+            format!("must have 1 to {MAX_LINES} lines"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut lines = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let sku = Sku::parse(item.sku.trim());
+        let quantity = Quantity::parse(item.quantity);
+        if let Err(e) = &sku {
+            errors.push(FieldError::new(format!("items[{i}].sku"), e.to_string()));
+        }
+        if let Err(e) = &quantity {
+            errors.push(FieldError::new(
+                format!("items[{i}].quantity"),
+                e.to_string(),
+            ));
+        }
+        if let (Ok(sku), Ok(quantity)) = (sku, quantity) {
+            if seen.insert(sku.clone()) {
+                lines.push((sku, quantity));
+            } else {
+                errors.push(FieldError::new(
+                    format!("items[{i}].sku"),
+                    format!("{sku} appears more than once; put the total quantity on one line"),
+                ));
+            }
+        }
+    }
+    lines
 }
 
 /// Control characters have no place in these fields, and a NUL would not
@@ -213,5 +238,29 @@ mod tests {
         let too_many: Vec<(String, i64)> = (0..51).map(|i| (format!("SKU-{i}"), 1)).collect();
         let req = request(too_many.iter().map(|(s, q)| (s.as_str(), *q)).collect());
         assert_eq!(fields(req.validate()), vec!["items"]);
+    }
+
+    /// The OpenAPI document states the bounds `validate` enforces: the
+    /// derive takes literals only, so this pins them to the constants.
+    #[test]
+    fn the_schema_states_the_bounds_the_code_enforces() {
+        let schema = |value: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
+            serde_json::to_value(value).expect("serializable")
+        };
+        let order = schema(<PlaceOrder as utoipa::PartialSchema>::schema());
+        let line = schema(<RequestedLine as utoipa::PartialSchema>::schema());
+        let field = |schema: &serde_json::Value, name: &str, bound: &str| {
+            schema["properties"][name][bound].clone()
+        };
+        assert_eq!(field(&order, "customer_id", "maxLength"), MAX_CUSTOMER_ID);
+        assert_eq!(field(&order, "customer_id", "minLength"), 1);
+        assert_eq!(field(&order, "customer_email", "maxLength"), MAX_EMAIL);
+        assert_eq!(field(&order, "card_token", "maxLength"), MAX_CARD_TOKEN);
+        assert_eq!(field(&order, "card_token", "minLength"), 1);
+        assert_eq!(field(&order, "items", "maxItems"), MAX_LINES);
+        assert_eq!(field(&order, "items", "minItems"), 1);
+        assert_eq!(field(&line, "sku", "pattern"), Sku::PATTERN);
+        assert_eq!(field(&line, "quantity", "maximum"), Quantity::MAX);
+        assert_eq!(field(&line, "quantity", "minimum"), 1);
     }
 }

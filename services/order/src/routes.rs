@@ -5,25 +5,22 @@
 //! so it takes [`Admin`], the `ADMIN_TOKEN` check. Each handler carries its
 //! OpenAPI description; `api()` registers route and description together.
 
-use crate::catalog::{self, PricingError, Product};
-use crate::idempotency::{self, Claim, Key};
-use crate::order::Status;
+use crate::catalog::{self, Product};
+use crate::idempotency::{self, Key};
+use crate::place::{self, Placed};
 use crate::request::PlaceOrder;
-use crate::saga::OUTBOX;
+use crate::saga::Status;
 use crate::settings::Settings;
-use crate::store::{self, OrderSummary, OrderView};
-use crate::timeline::{self, current_trace_id};
+use crate::view::{OrderSummary, OrderView};
+use crate::{store, timeline};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use checkout_events::{OrderCreated, OrderId, PaymentRequested};
-use checkout_messaging::Cause;
 use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{
     ApiJson, ApiPath, ApiQuery, FieldError, JsonBodyProblems, Problem, ProblemResponse,
 };
-use checkout_telemetry::propagation::span_context_map;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -57,7 +54,7 @@ struct Accepted {
     id: Uuid,
     /// `PENDING` for a new order; for a replay, where the order is now.
     #[schema(example = "PENDING")]
-    status: String,
+    status: Status,
 }
 
 /// Places an order: validates it, prices it from the local catalog, and
@@ -69,7 +66,8 @@ struct Accepted {
 /// same key with another body is a 422. Keys are kept 24 hours.
 #[utoipa::path(post, path = "/orders", tag = "orders",
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "1–255 visible ASCII characters, e.g. a UUID; kept 24 hours")),
+        description = "1–255 visible ASCII characters, e.g. a UUID; kept 24 hours",
+        min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")),
     request_body = PlaceOrder,
     responses(
         (status = 202, description = "Accepted (or replayed)", body = Accepted,
@@ -86,73 +84,16 @@ async fn place(
         .map(|value| Key::parse(value.as_bytes()))
         .transpose()
         .map_err(|error| Problem::validation(vec![error]))?;
-    // The request as parsed, before validation consumes it.
-    let canonical = serde_json::to_string(&request).unwrap_or_default();
-    let order = request.validate().map_err(Problem::validation)?;
-
-    let mut tx = state.pool.begin().await?;
-    let id = OrderId::new();
-    if let Some(key) = &key {
-        match idempotency::claim(&mut tx, &order.customer_id, key, &canonical, id).await? {
-            Claim::New => {}
-            Claim::Replay(original) => {
-                let status = store::status(&mut tx, original).await?;
-                let status = status.unwrap_or_else(|| Status::Pending.as_str().to_owned());
-                return Ok(accepted(original, status, true));
-            }
-            Claim::Mismatch => {
-                return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
-                    .with_type("/problems/idempotency-key-reused")
-                    .with_title("The Idempotency-Key was used for another request")
-                    .with_detail(
-                        "this key already placed an order with a different body; \
-                         use a new key for a new order",
-                    ));
-            }
-        }
-    }
-    let priced = match catalog::price(&mut tx, &order.lines).await {
-        Ok(priced) => priced,
-        Err(PricingError::Invalid(errors)) => return Err(Problem::validation(errors)),
-        Err(PricingError::Database(e)) => return Err(e.into()),
-    };
-    let trace_context = span_context_map(&tracing::Span::current());
-    store::insert(
-        &mut tx,
-        id,
-        &order,
-        &priced,
-        current_trace_id().as_deref(),
-        &trace_context,
-    )
-    .await?;
-    let cause = Cause::Command {
-        correlation_id: id.as_uuid(),
-    };
-    // The card token goes to Payment alone, in its own event; the outbox
-    // drops it from its copy once the broker has it.
-    let charge = PaymentRequested {
-        order_id: id,
-        customer_id: order.customer_id.clone(),
-        amount: priced.total.clone(),
-        card_token: order.card_token,
-    };
-    OUTBOX.emit(&mut tx, &charge, cause).await?;
-    let event = OrderCreated {
-        order_id: id,
-        customer_id: order.customer_id,
-        customer_email: order.customer_email,
-        items: priced.items,
-        total: priced.total,
-    };
-    let envelope = OUTBOX.emit_envelope(&mut tx, &event, cause).await?;
-    timeline::record(&mut tx, id, &envelope).await?;
-    checkout_messaging::outbox::commit(tx).await?;
-    tracing::info!(order_id = %id, "order placed");
-    Ok(accepted(id, Status::Pending.as_str().to_owned(), false))
+    let placed = place::place(&state.pool, key.as_ref(), request).await?;
+    Ok(accepted(placed))
 }
 
-fn accepted(id: OrderId, status: String, replayed: bool) -> Response {
+fn accepted(placed: Placed) -> Response {
+    let Placed {
+        id,
+        status,
+        replayed,
+    } = placed;
     let mut response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/orders/{id}"))],
@@ -184,21 +125,12 @@ async fn show(
 ) -> Result<Json<OrderView>, Problem> {
     let not_found = || Problem::not_found(format!("order {id}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let order = store::view(&state.pool, uuid)
+    let order = store::order(&state.pool, uuid)
         .await?
         .ok_or_else(not_found)?;
     let entries = timeline::of(&state.pool, uuid).await?;
-    let jaeger_url = order.trace_id().and_then(|t| state.settings.trace_url(t));
-    Ok(Json(order.with(entries, jaeger_url)))
-}
-
-/// A status to filter on.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-enum StatusFilter {
-    Pending,
-    Confirmed,
-    Cancelled,
+    let view = OrderView::new(order, entries, |trace| state.settings.trace_url(trace));
+    Ok(Json(view))
 }
 
 /// The query of `GET /orders`.
@@ -208,7 +140,7 @@ enum StatusFilter {
 struct ListQuery {
     /// Only orders with this status.
     #[param(inline)]
-    status: Option<StatusFilter>,
+    status: Option<Status>,
     /// Orders per page: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
@@ -267,13 +199,9 @@ async fn list(
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
-    let status = query.status.map(|s| match s {
-        StatusFilter::Pending => Status::Pending,
-        StatusFilter::Confirmed => Status::Confirmed,
-        StatusFilter::Cancelled => Status::Cancelled,
-    });
     // One more than asked tells whether there is a next page.
-    let mut items = store::page(&state.pool, status, before, limit + 1).await?;
+    let rows = store::page(&state.pool, query.status, before, limit + 1).await?;
+    let mut items: Vec<OrderSummary> = rows.into_iter().map(OrderSummary::from).collect();
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|last| encode_cursor(last.id))

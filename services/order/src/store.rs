@@ -1,19 +1,16 @@
 //! The orders tables: writing a placed order, locking and saving its saga
-//! state, and reading what `GET /orders/{id}` and `GET /orders` show.
+//! state, and reading orders back, as domain types (what the API shows of
+//! them is [`crate::view`]'s).
 
 use crate::catalog::Priced;
-use crate::order::{Leg, Saga, Status};
 use crate::request::NewOrder;
-use crate::timeline::Entry;
-use checkout_events::{Event as _, InventoryReleased, OrderId, PaymentRefunded};
-use checkout_runtime::http::Amount;
+use crate::saga::{Leg, Saga, Status};
+use checkout_events::{Currency, Money, OrderId, Quantity, Sku};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::Duration;
-use utoipa::ToSchema;
 
 /// Inserts a new PENDING order and its lines, with the trace context of
 /// the request that placed it (`trace_id` to show, `trace_context` to
@@ -35,9 +32,9 @@ pub(crate) async fn insert(
     .bind(id.as_uuid())
     .bind(&order.customer_id)
     .bind(&order.customer_email)
-    .bind(saga.status.as_str())
-    .bind(saga.payment.as_str())
-    .bind(saga.inventory.as_str())
+    .bind(saga.status)
+    .bind(saga.payment)
+    .bind(saga.inventory)
     .bind(priced.total.amount)
     .bind(priced.total.currency.as_str())
     .bind(trace_id)
@@ -80,21 +77,20 @@ pub(crate) struct Locked {
     /// The customer's address, if given.
     pub(crate) customer_email: Option<String>,
     /// The order's total.
-    pub(crate) total_amount: i64,
-    /// The total's currency.
-    pub(crate) currency: String,
+    pub(crate) total: Money,
 }
 
 #[derive(Debug, FromRow)]
 struct SagaRow {
-    status: String,
-    payment: String,
-    inventory: String,
+    status: Status,
+    payment: Leg,
+    inventory: Leg,
     cancel_reason: Option<String>,
     customer_id: String,
     customer_email: Option<String>,
     total_amount: i64,
-    currency: String,
+    #[sqlx(try_from = "String")]
+    currency: Currency,
 }
 
 /// Locks an order row for the rest of the transaction, so replies for the
@@ -111,19 +107,16 @@ pub(crate) async fn lock(
     .bind(id.as_uuid())
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let corrupt = || sqlx::Error::Decode(format!("order {id} has an unknown status").into());
-    Ok(Some(Locked {
+    Ok(row.map(|row| Locked {
         saga: Saga {
-            status: Status::parse(&row.status).ok_or_else(corrupt)?,
-            payment: Leg::parse(&row.payment).ok_or_else(corrupt)?,
-            inventory: Leg::parse(&row.inventory).ok_or_else(corrupt)?,
+            status: row.status,
+            payment: row.payment,
+            inventory: row.inventory,
             cancel_reason: row.cancel_reason,
         },
         customer_id: row.customer_id,
         customer_email: row.customer_email,
-        total_amount: row.total_amount,
-        currency: row.currency,
+        total: Money::new(row.total_amount, row.currency),
     }))
 }
 
@@ -163,156 +156,50 @@ pub(crate) async fn save(
          WHERE id = $1",
     )
     .bind(id.as_uuid())
-    .bind(saga.status.as_str())
-    .bind(saga.payment.as_str())
-    .bind(saga.inventory.as_str())
+    .bind(saga.status)
+    .bind(saga.payment)
+    .bind(saga.inventory)
     .bind(&saga.cancel_reason)
     .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-/// An order as a client sees it.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct OrderView {
-    /// The order's id (UUID v7).
-    id: uuid::Uuid,
-    /// `PENDING`, then `CONFIRMED` or `CANCELLED`.
-    #[schema(example = "CONFIRMED")]
-    status: String,
-    /// The customer's opaque id.
-    customer_id: String,
-    /// Where the outcome is mailed, if given.
-    customer_email: Option<String>,
-    /// The priced lines.
-    items: Vec<LineView>,
-    /// The sum of the lines.
-    total: Amount,
-    /// `PENDING`, `CAPTURED` or `FAILED`.
-    #[schema(value_type = String, example = "CAPTURED")]
-    payment: &'static str,
-    /// `PENDING`, `RESERVED` or `FAILED`.
-    #[schema(value_type = String, example = "RESERVED")]
-    inventory: &'static str,
-    /// Why the order was cancelled, once it is.
-    cancel_reason: Option<String>,
-    /// For a cancelled order, whether what was taken has been given back;
-    /// `null` for an order that is not cancelled.
-    compensation: Option<Compensation>,
-    /// The W3C trace id of the request that placed the order: search for
-    /// it in Jaeger to see the whole saga.
-    trace_id: Option<String>,
-    /// The trace's page in Jaeger, when `JAEGER_UI_URL` is configured.
-    jaeger_url: Option<String>,
-    /// The events that moved the order, oldest first.
-    timeline: Vec<Entry>,
-    /// When it was placed.
-    created_at: DateTime<Utc>,
-    /// When its state last changed.
-    updated_at: DateTime<Utc>,
-}
-
-impl OrderView {
-    /// The order's trace id, if it was traced.
-    pub(crate) fn trace_id(&self) -> Option<&str> {
-        self.trace_id.as_deref()
-    }
-
-    /// Adds what is not in the orders tables: the timeline, the
-    /// compensation it shows, and a link to the trace.
-    pub(crate) fn with(mut self, timeline: Vec<Entry>, jaeger_url: Option<String>) -> Self {
-        if self.status == Status::Cancelled.as_str() {
-            let seen = |event_type: &str| timeline.iter().any(|e| e.event_type() == event_type);
-            self.compensation = Some(Compensation {
-                payment: Compensation::state(
-                    self.payment == "CAPTURED",
-                    seen(PaymentRefunded::TYPE),
-                    "REFUNDED",
-                ),
-                inventory: Compensation::state(
-                    self.inventory == "RESERVED",
-                    seen(InventoryReleased::TYPE),
-                    "RELEASED",
-                ),
-            });
-        }
-        self.timeline = timeline;
-        self.jaeger_url = jaeger_url;
-        self
-    }
-}
-
-/// What a cancelled order's legs gave back, as the participants reported
-/// it (PaymentRefunded, InventoryReleased).
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Compensation {
-    /// `REFUNDED`; `PENDING` while a captured payment waits for its refund;
-    /// `NONE` when nothing was captured.
-    #[schema(value_type = String, example = "REFUNDED")]
-    payment: &'static str,
-    /// `RELEASED`; `PENDING` while reserved stock waits for its release;
-    /// `NONE` when nothing was reserved.
-    #[schema(value_type = String, example = "RELEASED")]
-    inventory: &'static str,
-}
-
-impl Compensation {
-    fn state(taken: bool, given_back: bool, done: &'static str) -> &'static str {
-        match (given_back, taken) {
-            (true, _) => done,
-            (false, true) => "PENDING",
-            (false, false) => "NONE",
-        }
-    }
-}
-
-/// One line of an order.
-#[derive(Debug, Serialize, ToSchema)]
-struct LineView {
-    /// The SKU.
-    sku: String,
-    /// How many.
-    quantity: i64,
-    /// The price of one unit when the order was placed.
-    unit_price: Amount,
-}
-
+/// An order as stored, with its lines.
 #[derive(Debug, FromRow)]
-struct OrderRow {
-    id: uuid::Uuid,
-    status: String,
-    customer_id: String,
-    customer_email: Option<String>,
-    total_amount: i64,
-    currency: String,
-    payment: String,
-    inventory: String,
-    cancel_reason: Option<String>,
-    trace_id: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+pub(crate) struct Order {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) status: Status,
+    pub(crate) customer_id: String,
+    pub(crate) customer_email: Option<String>,
+    pub(crate) total_amount: i64,
+    #[sqlx(try_from = "String")]
+    pub(crate) currency: Currency,
+    pub(crate) payment: Leg,
+    pub(crate) inventory: Leg,
+    pub(crate) cancel_reason: Option<String>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+    #[sqlx(skip)]
+    pub(crate) lines: Vec<Line>,
 }
 
+/// One line of an order, as stored.
 #[derive(Debug, FromRow)]
-struct LineRow {
-    sku: String,
-    quantity: i64,
-    unit_price: i64,
-    currency: String,
-}
-
-/// Each leg in its own words: a payment is captured, stock is reserved.
-fn leg_name(leg: &str, success: &'static str) -> &'static str {
-    match Leg::parse(leg) {
-        Some(Leg::Succeeded) => success,
-        Some(Leg::Failed) => "FAILED",
-        _ => "PENDING",
-    }
+pub(crate) struct Line {
+    #[sqlx(try_from = "String")]
+    pub(crate) sku: Sku,
+    #[sqlx(try_from = "i64")]
+    pub(crate) quantity: Quantity,
+    pub(crate) unit_price: i64,
+    #[sqlx(try_from = "String")]
+    pub(crate) currency: Currency,
 }
 
 /// Reads an order with its lines; `None` if there is no such order.
-pub(crate) async fn view(pool: &PgPool, id: uuid::Uuid) -> Result<Option<OrderView>, sqlx::Error> {
-    let order: Option<OrderRow> = sqlx::query_as(
+pub(crate) async fn order(pool: &PgPool, id: uuid::Uuid) -> Result<Option<Order>, sqlx::Error> {
+    let order: Option<Order> = sqlx::query_as(
         "SELECT id, status, customer_id, customer_email, total_amount, currency, payment, \
              inventory, cancel_reason, trace_id, created_at, updated_at \
          FROM orders WHERE id = $1",
@@ -320,77 +207,41 @@ pub(crate) async fn view(pool: &PgPool, id: uuid::Uuid) -> Result<Option<OrderVi
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    let Some(order) = order else { return Ok(None) };
-    let lines: Vec<LineRow> = sqlx::query_as(
+    let Some(mut order) = order else {
+        return Ok(None);
+    };
+    order.lines = sqlx::query_as(
         "SELECT sku, quantity, unit_price, currency FROM order_lines \
          WHERE order_id = $1 ORDER BY line_no",
     )
     .bind(id)
     .fetch_all(pool)
     .await?;
-    Ok(Some(OrderView {
-        id: order.id,
-        status: order.status,
-        customer_id: order.customer_id,
-        customer_email: order.customer_email,
-        items: lines
-            .into_iter()
-            .map(|l| LineView {
-                sku: l.sku,
-                quantity: l.quantity,
-                unit_price: Amount::new(l.unit_price, l.currency),
-            })
-            .collect(),
-        total: Amount::new(order.total_amount, order.currency),
-        payment: leg_name(&order.payment, "CAPTURED"),
-        inventory: leg_name(&order.inventory, "RESERVED"),
-        cancel_reason: order.cancel_reason,
-        compensation: None,
-        trace_id: order.trace_id,
-        jaeger_url: None,
-        timeline: Vec::new(),
-        created_at: order.created_at,
-        updated_at: order.updated_at,
-    }))
+    Ok(Some(order))
 }
 
 /// The current status of an order, if it exists.
 pub(crate) async fn status(
     tx: &mut PgConnection,
     id: OrderId,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Option<Status>, sqlx::Error> {
     sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
         .bind(id.as_uuid())
         .fetch_optional(&mut *tx)
         .await
 }
 
-/// An order in a list: what tells orders apart, without lines or timeline.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct OrderSummary {
-    /// The order's id; `GET /orders/{id}` has the rest.
-    pub(crate) id: uuid::Uuid,
-    /// `PENDING`, `CONFIRMED` or `CANCELLED`.
-    status: String,
-    /// The customer's opaque id.
-    customer_id: String,
-    /// The sum of the lines.
-    total: Amount,
-    /// When it was placed.
-    created_at: DateTime<Utc>,
-    /// When its state last changed.
-    updated_at: DateTime<Utc>,
-}
-
+/// An order in a list, as stored: without lines or timeline.
 #[derive(Debug, FromRow)]
-struct SummaryRow {
-    id: uuid::Uuid,
-    status: String,
-    customer_id: String,
-    total_amount: i64,
-    currency: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+pub(crate) struct Summary {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) status: Status,
+    pub(crate) customer_id: String,
+    pub(crate) total_amount: i64,
+    #[sqlx(try_from = "String")]
+    pub(crate) currency: Currency,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 /// Up to `limit` orders, newest first, with `status` if given, older than
@@ -402,27 +253,29 @@ pub(crate) async fn page(
     status: Option<Status>,
     before: Option<uuid::Uuid>,
     limit: i64,
-) -> Result<Vec<OrderSummary>, sqlx::Error> {
-    let rows: Vec<SummaryRow> = sqlx::query_as(
+) -> Result<Vec<Summary>, sqlx::Error> {
+    sqlx::query_as(
         "SELECT id, status, customer_id, total_amount, currency, created_at, updated_at \
          FROM orders \
          WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR id < $2) \
          ORDER BY id DESC LIMIT $3",
     )
-    .bind(status.map(Status::as_str))
+    .bind(status)
     .bind(before)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| OrderSummary {
-            id: row.id,
-            status: row.status,
-            customer_id: row.customer_id,
-            total: Amount::new(row.total_amount, row.currency),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-        .collect())
+    .await
+}
+
+/// How many orders have each status, every status included (zero too).
+pub(crate) async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.status, count(o.id) \
+         FROM UNNEST($1::text[]) AS s (status) \
+         LEFT JOIN orders o ON o.status = s.status \
+         GROUP BY s.status",
+    )
+    .bind(Status::ALL.as_slice())
+    .fetch_all(pool)
+    .await
 }

@@ -1,23 +1,23 @@
-//! Reacts to orders: charges a new order once, refunds a cancelled one, and
-//! leaves a tombstone when the cancellation overtakes the order.
+//! The Payment service's consumer: charges a new order once, refunds a
+//! cancelled one, and leaves a tombstone when the cancellation overtakes
+//! the order.
 //!
 //! Every reaction claims or locks the order's one `payments` row first, so
 //! duplicates, redeliveries and a cancellation racing its order (on one
 //! replica or several) all end with at most one charge and one refund.
 
-use crate::SERVICE;
-use crate::payment::{self, NewPayment, Status};
+use crate::OUTBOX;
 use crate::provider::{self, Charge};
+use crate::store::{self, NewPayment, Status};
 use checkout_events::{
-    Currency, Envelope, Money, OrderCancelled, PaymentCaptured, PaymentFailed, PaymentRefunded,
-    PaymentRequested,
+    Envelope, Inbox as _, OrderCancelled, PaymentCaptured, PaymentFailed, PaymentInbox,
+    PaymentRefunded, PaymentRequested,
 };
-use checkout_messaging::{Cause, Handler, HandlerError, Outbox, Outcome};
+use checkout_messaging::claim::lock_or_tombstone;
+use checkout_messaging::{Cause, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
-
-const OUTBOX: Outbox = Outbox::new(SERVICE.binary);
 
 /// The Payment service's consumer handler: what the consumer runs for every
 /// delivery, public so tests can apply events without a broker.
@@ -30,14 +30,12 @@ impl Handler for PaymentHandler {
         envelope: &Envelope,
         tx: &mut PgConnection,
     ) -> Result<Outcome, HandlerError> {
-        if envelope.is::<PaymentRequested>() {
-            let event: PaymentRequested = envelope.decode()?;
-            charge(tx, envelope, &event).await?;
-        } else if envelope.is::<OrderCancelled>() {
-            let event: OrderCancelled = envelope.decode()?;
-            refund(tx, envelope, &event).await?;
-        } else {
+        let Some(event) = PaymentInbox::decode(envelope)? else {
             return Ok(Outcome::Ignored);
+        };
+        match event {
+            PaymentInbox::PaymentRequested(event) => charge(tx, envelope, &event).await?,
+            PaymentInbox::OrderCancelled(event) => refund(tx, envelope, &event).await?,
         }
         Ok(Outcome::Applied)
     }
@@ -61,19 +59,14 @@ async fn charge(
         Charge::Declined { reason } => (Status::Declined, Some(reason.as_str())),
     };
     let payment_id = Uuid::now_v7();
-    let claimed = payment::claim(
-        tx,
-        &NewPayment {
-            id: payment_id,
-            order_id: event.order_id,
-            status,
-            amount: event.amount.amount,
-            currency: event.amount.currency.as_str(),
-            reason,
-        },
-    )
-    .await?;
-    if !claimed {
+    let payment = NewPayment {
+        id: payment_id,
+        order_id: event.order_id,
+        status,
+        amount: Some(&event.amount),
+        reason,
+    };
+    if !store::claim(tx, &payment).await? {
         tracing::info!(
             "the order already has a payment (duplicate, or cancelled first); nothing to do"
         );
@@ -112,30 +105,16 @@ async fn refund(
     event: &OrderCancelled,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    let payment = match payment::lock(tx, order_id).await? {
-        Some(payment) => payment,
-        None => {
-            if payment::claim(tx, &NewPayment::tombstone(order_id, &event.reason)).await? {
-                tracing::info!("cancelled before it was charged; tombstone recorded");
-                return Ok(());
-            }
-            // The PaymentRequested committed between the look and the claim; its
-            // row is visible now, so treat it like any other.
-            payment::lock(tx, order_id).await?.ok_or_else(|| {
-                HandlerError::Transient(
-                    format!("the payment of order {order_id} conflicted but cannot be read").into(),
-                )
-            })?
-        }
+    let Some(payment) =
+        lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?
+    else {
+        return Ok(());
     };
 
     match payment.status {
         Status::Captured => {
-            let currency = Currency::parse(payment.currency.as_str()).map_err(|e| {
-                HandlerError::Permanent(format!("payment of order {order_id}: {e}"))
-            })?;
-            let amount = Money::new(payment.amount, currency);
-            payment::set_status(tx, order_id, Status::Refunded, &event.reason).await?;
+            let amount = payment.money();
+            store::set_status(tx, order_id, Status::Refunded, &event.reason).await?;
             tracing::info!(payment_id = %payment.id, %amount, "payment refunded");
             let refunded = PaymentRefunded {
                 order_id,
@@ -146,7 +125,7 @@ async fn refund(
         }
         Status::Declined | Status::Refunded | Status::Voided => {
             tracing::info!(
-                status = payment.status.as_str(),
+                status = ?payment.status,
                 "nothing was taken or it was already given back; nothing to refund"
             );
         }

@@ -10,20 +10,25 @@
 //! shows; it never stores card tokens.
 
 mod handler;
-mod payment;
 pub mod provider;
 mod routes;
+mod store;
 
+use checkout_events::{Inbox as _, PaymentInbox};
+use checkout_messaging::Outbox;
 use checkout_runtime::{Config, Runtime, ServiceInfo};
 use sqlx::migrate::Migrator;
 
 /// Who this service is: its queue, binary, database and port.
 pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "payment",
+    name: PaymentInbox::SERVICE,
     binary: "payment-service",
     database: "payments",
     http_port: 8081,
 };
+
+/// Where the service's events go: its outbox, in its own database.
+const OUTBOX: Outbox = Outbox::new(SERVICE.binary);
 
 /// The service's own tables (the messaging tables come with the runtime).
 pub static MIGRATOR: Migrator = sqlx::migrate!();

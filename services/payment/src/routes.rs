@@ -2,13 +2,14 @@
 //! (empty until the order is seen, one row after), with its OpenAPI
 //! description. For operators: it takes [`Admin`], the `ADMIN_TOKEN` check.
 
+use crate::store::{self, Status};
 use axum::Json;
 use axum::extract::State;
 use checkout_runtime::admin::{Admin, AdminProblems};
 use checkout_runtime::http::{Amount, ApiQuery, Problem, ProblemResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,18 +29,6 @@ struct Filter {
     order_id: Uuid,
 }
 
-#[derive(Debug, FromRow)]
-struct Row {
-    id: Uuid,
-    order_id: Uuid,
-    status: String,
-    amount: i64,
-    currency: String,
-    reason: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
 /// An order's payment.
 #[derive(Debug, Serialize, ToSchema)]
 struct Payment {
@@ -48,7 +37,7 @@ struct Payment {
     /// The order paid for.
     order_id: Uuid,
     /// `CAPTURED`, `DECLINED`, `REFUNDED` or `VOIDED`.
-    status: String,
+    status: Status,
     /// The order's total.
     amount: Amount,
     /// Why it was declined or refunded.
@@ -59,16 +48,16 @@ struct Payment {
     updated_at: DateTime<Utc>,
 }
 
-impl From<Row> for Payment {
-    fn from(row: Row) -> Self {
+impl From<store::Payment> for Payment {
+    fn from(payment: store::Payment) -> Self {
         Self {
-            id: row.id,
-            order_id: row.order_id,
-            status: row.status,
-            amount: Amount::new(row.amount, row.currency),
-            reason: row.reason,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
+            id: payment.id,
+            order_id: payment.order_id,
+            status: payment.status,
+            amount: Amount::new(payment.amount, payment.currency),
+            reason: payment.reason,
+            created_at: payment.created_at,
+            updated_at: payment.updated_at,
         }
     }
 }
@@ -88,12 +77,6 @@ async fn list(
     State(pool): State<PgPool>,
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Vec<Payment>>, Problem> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, order_id, status, amount, currency, reason, created_at, updated_at \
-         FROM payments WHERE order_id = $1",
-    )
-    .bind(filter.order_id)
-    .fetch_all(&pool)
-    .await?;
-    Ok(Json(rows.into_iter().map(Payment::from).collect()))
+    let payments = store::of_order(&pool, filter.order_id).await?;
+    Ok(Json(payments.into_iter().map(Payment::from).collect()))
 }

@@ -134,3 +134,94 @@ pub fn claimed_by(service: &str) -> Vec<&'static Fixture> {
         .filter(|f| keys.contains(&f.routing_key))
         .collect()
 }
+
+/// Events built in code, for tests that apply them to a handler: the
+/// customer is `c-42` without an e-mail address; change a field with
+/// struct update syntax (`OrderConfirmed { customer_email: …, ..order_confirmed(…) }`).
+pub mod build {
+    use crate::payloads::{
+        InventoryReserved, OrderCancelled, OrderConfirmed, OrderCreated, PaymentCaptured,
+        PaymentRequested,
+    };
+    use crate::values::{Currency, LineItem, Money, OrderId, Quantity, Sku};
+    use uuid::Uuid;
+
+    /// The customer of every built event.
+    pub const CUSTOMER: &str = "c-42";
+
+    /// `amount` cents in US dollars.
+    pub fn usd(amount: i64) -> Money {
+        Money::new(amount, Currency::parse("USD").expect("USD is a currency"))
+    }
+
+    /// An order of `lines` (SKU, quantity), every unit at `unit_price`.
+    pub fn order_created(
+        order_id: OrderId,
+        lines: &[(&str, i64)],
+        unit_price: i64,
+    ) -> OrderCreated {
+        let items: Vec<LineItem> = lines
+            .iter()
+            .map(|(sku, quantity)| LineItem {
+                sku: Sku::parse(*sku).expect("a valid SKU"),
+                quantity: Quantity::parse(*quantity).expect("a valid quantity"),
+                unit_price: usd(unit_price),
+            })
+            .collect();
+        let total = usd(unit_price * lines.iter().map(|(_, q)| q).sum::<i64>());
+        OrderCreated {
+            order_id,
+            customer_id: CUSTOMER.to_owned(),
+            customer_email: None,
+            items,
+            total,
+        }
+    }
+
+    /// The charge of an order: `total` cents with `card_token`.
+    pub fn payment_requested(order_id: OrderId, total: i64, card_token: &str) -> PaymentRequested {
+        PaymentRequested {
+            order_id,
+            customer_id: CUSTOMER.to_owned(),
+            amount: usd(total),
+            card_token: card_token.to_owned(),
+        }
+    }
+
+    /// Payment took `amount` cents.
+    pub fn payment_captured(order_id: OrderId, amount: i64) -> PaymentCaptured {
+        PaymentCaptured {
+            order_id,
+            payment_id: Uuid::now_v7(),
+            amount: usd(amount),
+        }
+    }
+
+    /// Inventory holds the order (no lines listed).
+    pub fn inventory_reserved(order_id: OrderId) -> InventoryReserved {
+        InventoryReserved {
+            order_id,
+            items: vec![],
+        }
+    }
+
+    /// The order is confirmed for `total` cents.
+    pub fn order_confirmed(order_id: OrderId, total: i64) -> OrderConfirmed {
+        OrderConfirmed {
+            order_id,
+            customer_id: CUSTOMER.to_owned(),
+            customer_email: None,
+            total: usd(total),
+        }
+    }
+
+    /// The order is cancelled because of `reason`.
+    pub fn order_cancelled(order_id: OrderId, reason: &str) -> OrderCancelled {
+        OrderCancelled {
+            order_id,
+            customer_id: CUSTOMER.to_owned(),
+            customer_email: None,
+            reason: reason.to_owned(),
+        }
+    }
+}

@@ -13,11 +13,13 @@
 mod envelope;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
+mod inbox;
 mod payloads;
 mod routing;
 mod values;
 
 pub use envelope::{DecodeError, Envelope, Event};
+pub use inbox::{EmailInbox, Inbox, InventoryInbox, OrderInbox, PaymentInbox};
 pub use payloads::{
     EVENTS, InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
     OrderCreated, OrderCreatedV1, PaymentCaptured, PaymentFailed, PaymentRefunded,

@@ -13,12 +13,8 @@
 //! and a consumer dead-letters an event whose envelope `source` is not the
 //! owner of its `type` ([`owner_of`]).
 
-use crate::envelope::Event;
-use crate::payloads::{
-    EVENTS, InventoryFailed, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderCreated, PaymentCaptured, PaymentFailed, PaymentRefunded, PaymentRequested,
-    ProductUpdated,
-};
+use crate::inbox::{EmailInbox, Inbox, InventoryInbox, OrderInbox, PaymentInbox};
+use crate::payloads::EVENTS;
 
 /// One service's queue and the routing keys bound to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,40 +25,14 @@ pub struct Subscription {
     pub routing_keys: &'static [&'static str],
 }
 
-/// Every queue of the checkout and what is bound to it.
+/// Every queue of the checkout and what is bound to it: derived from each
+/// service's [`Inbox`], so a queue receives exactly what its handler
+/// matches on.
 pub const SUBSCRIPTIONS: &[Subscription] = &[
-    Subscription {
-        service: "order",
-        routing_keys: &[
-            PaymentCaptured::ROUTING_KEY,
-            PaymentFailed::ROUTING_KEY,
-            InventoryReserved::ROUTING_KEY,
-            InventoryFailed::ROUTING_KEY,
-            ProductUpdated::ROUTING_KEY,
-            // Compensations, recorded in the order's timeline. Without a
-            // subscriber they would pile up in the unroutable queue.
-            PaymentRefunded::ROUTING_KEY,
-            InventoryReleased::ROUTING_KEY,
-        ],
-    },
-    Subscription {
-        service: "payment",
-        // Not OrderCreated: the charge comes with PaymentRequested, the
-        // only event that carries the card token.
-        routing_keys: &[PaymentRequested::ROUTING_KEY, OrderCancelled::ROUTING_KEY],
-    },
-    Subscription {
-        service: "inventory",
-        routing_keys: &[
-            OrderCreated::ROUTING_KEY,
-            OrderConfirmed::ROUTING_KEY,
-            OrderCancelled::ROUTING_KEY,
-        ],
-    },
-    Subscription {
-        service: "email",
-        routing_keys: &[OrderConfirmed::ROUTING_KEY, OrderCancelled::ROUTING_KEY],
-    },
+    OrderInbox::SUBSCRIPTION,
+    PaymentInbox::SUBSCRIPTION,
+    InventoryInbox::SUBSCRIPTION,
+    EmailInbox::SUBSCRIPTION,
 ];
 
 /// A service as a publisher: the name its events carry and the events that
@@ -93,23 +63,23 @@ impl Publisher {
 /// Every service of the checkout as a publisher. Email publishes nothing.
 pub const PUBLISHERS: &[Publisher] = &[
     Publisher {
-        service: "order",
+        service: OrderInbox::SERVICE,
         source: "order-service",
         aggregates: &["order"],
     },
     Publisher {
-        service: "payment",
+        service: PaymentInbox::SERVICE,
         source: "payment-service",
         aggregates: &["payment"],
     },
     Publisher {
-        service: "inventory",
+        service: InventoryInbox::SERVICE,
         source: "inventory-service",
         // The catalog is Inventory's: ProductUpdated is `product.updated`.
         aggregates: &["inventory", "product"],
     },
     Publisher {
-        service: "email",
+        service: EmailInbox::SERVICE,
         source: "email-service",
         aggregates: &[],
     },

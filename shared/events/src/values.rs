@@ -68,10 +68,16 @@ impl fmt::Display for OrderId {
 pub struct Sku(String);
 
 impl Sku {
+    /// The longest SKU, in characters.
+    pub const MAX_LEN: usize = 64;
+    /// The rule [`Sku::parse`] applies, as a regular expression (for API
+    /// documents): 1 to [`Sku::MAX_LEN`] of `A-Z`, `0-9` and `-`.
+    pub const PATTERN: &'static str = "^[A-Z0-9-]{1,64}$";
+
     /// Parses a SKU; see [`ValueError::Sku`] for the rule.
     pub fn parse(raw: impl Into<String>) -> Result<Self, ValueError> {
         let raw = raw.into();
-        let valid = (1..=64).contains(&raw.len())
+        let valid = (1..=Self::MAX_LEN).contains(&raw.len())
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');

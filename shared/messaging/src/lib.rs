@@ -30,6 +30,7 @@
 //! [`Envelope`]: checkout_events::Envelope
 
 pub mod access;
+pub mod claim;
 pub mod consumer;
 pub mod dead_letter;
 pub mod depth;

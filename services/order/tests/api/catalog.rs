@@ -1,7 +1,7 @@
 //! The local catalog follows Inventory's ProductUpdated events: stale
 //! revisions are discarded, and new prices apply to the next order.
 
-use crate::helpers::{order_body, spawn_app, spawn_app_with};
+use crate::helpers::{AcceptedView, order_body, spawn_app, spawn_app_with};
 use checkout_testkit::{TestDatabase, isolated_config};
 use order_service::Settings;
 use serde_json::json;
@@ -32,10 +32,10 @@ async fn a_stale_revision_is_discarded_and_orders_use_the_newest_price() {
             "tok_visa",
         ))
         .await;
-    let body: serde_json::Value = response.json().await.expect("json");
-    let order = app.get_order(body["id"].as_str().expect("id")).await;
-    assert_eq!(order["items"][0]["unit_price"]["amount"], 5999);
-    assert_eq!(order["total"]["amount"], 2 * 5999);
+    let body: AcceptedView = response.json().await.expect("an accepted order");
+    let order = app.get_order(&body.id.to_string()).await;
+    assert_eq!(order.items[0].unit_price.amount, 5999);
+    assert_eq!(order.total.amount, 2 * 5999);
     app.cleanup().await;
 }
 
@@ -106,9 +106,9 @@ async fn a_price_changed_at_inventory_prices_the_next_order() {
             "tok_visa",
         ))
         .await;
-    let body: serde_json::Value = response.json().await.expect("json");
-    let placed = order.get_order(body["id"].as_str().expect("id")).await;
-    assert_eq!(placed["total"]["amount"], 3999);
+    let body: AcceptedView = response.json().await.expect("an accepted order");
+    let placed = order.get_order(&body.id.to_string()).await;
+    assert_eq!(placed.total.amount, 3999);
 
     inventory_stop.cancel();
     inventory_server

@@ -1,11 +1,11 @@
 //! The order deadline: an order no reply decides in time is cancelled,
 //! once, naming the leg it waited for, even with several replicas sweeping.
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{CompensationView, OrderView, TestApp, spawn_app_with};
 use crate::saga::placed_order;
+use checkout_events::fixtures::build::payment_captured;
 use checkout_events::{
-    Currency, InventoryReleased, InventoryReserved, Money, OrderId, PaymentCaptured,
-    PaymentRefunded,
+    Currency, InventoryReleased, InventoryReserved, Money, OrderId, PaymentRefunded,
 };
 use order_service::Settings;
 use serde_json::{Value, json};
@@ -19,25 +19,17 @@ fn settings(deadline: Duration) -> Settings {
     }
 }
 
-fn captured(order_id: OrderId) -> PaymentCaptured {
-    PaymentCaptured {
-        order_id,
-        payment_id: Uuid::now_v7(),
-        amount: Money::new(4999, Currency::parse("USD").expect("usd")),
-    }
-}
-
 /// Polls `GET /orders/{id}` until it is not PENDING (or fails the test).
-async fn wait_until_decided(app: &TestApp, id: OrderId) -> Value {
+async fn wait_until_decided(app: &TestApp, id: OrderId) -> OrderView {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let order = app.get_order(&id.to_string()).await;
-        if order["status"] != "PENDING" {
+        if order.status != "PENDING" {
             return order;
         }
         assert!(
             Instant::now() < deadline,
-            "order {id} still pending: {order}"
+            "order {id} still pending: {order:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -50,25 +42,21 @@ fn cancellations(outbox: &[(String, Value)], id: OrderId) -> usize {
         .count()
 }
 
-fn timeline_types(order: &Value) -> Vec<&str> {
-    order["timeline"]
-        .as_array()
-        .map(|entries| entries.iter().filter_map(|e| e["type"].as_str()).collect())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_pending_order_is_cancelled_at_its_deadline_and_late_replies_decide_nothing() {
     let app = spawn_app_with(settings(Duration::from_millis(300)), None).await;
     let id = placed_order(&app).await;
-    app.deliver(&captured(id)).await;
+    app.deliver(&payment_captured(id, 4999)).await;
 
     let order = wait_until_decided(&app, id).await;
-    assert_eq!(order["status"], "CANCELLED", "{order}");
-    assert_eq!(order["cancel_reason"], "timed out waiting for inventory");
+    assert_eq!(order.status, "CANCELLED", "{order:?}");
     assert_eq!(
-        order["compensation"],
-        json!({ "payment": "PENDING", "inventory": "NONE" }),
+        order.cancel_reason.as_deref(),
+        Some("timed out waiting for inventory")
+    );
+    assert_eq!(
+        order.compensation,
+        Some(CompensationView::new("PENDING", "NONE")),
         "the captured payment waits for its refund"
     );
     let outbox = app.outbox().await;
@@ -100,20 +88,20 @@ async fn a_pending_order_is_cancelled_at_its_deadline_and_late_replies_decide_no
     })
     .await;
     let order = app.get_order(&id.to_string()).await;
-    assert_eq!(order["status"], "CANCELLED");
-    assert_eq!(order["inventory"], "RESERVED");
+    assert_eq!(order.status, "CANCELLED");
+    assert_eq!(order.inventory, "RESERVED");
     assert_eq!(
-        order["compensation"],
-        json!({ "payment": "REFUNDED", "inventory": "PENDING" })
+        order.compensation,
+        Some(CompensationView::new("REFUNDED", "PENDING"))
     );
     app.deliver(&InventoryReleased { order_id: id }).await;
     let order = app.get_order(&id.to_string()).await;
     assert_eq!(
-        order["compensation"],
-        json!({ "payment": "REFUNDED", "inventory": "RELEASED" })
+        order.compensation,
+        Some(CompensationView::new("REFUNDED", "RELEASED"))
     );
     assert_eq!(
-        timeline_types(&order),
+        order.timeline_types(),
         [
             "OrderCreated",
             "PaymentCaptured",
@@ -124,9 +112,7 @@ async fn a_pending_order_is_cancelled_at_its_deadline_and_late_replies_decide_no
         ]
     );
     assert!(
-        order["timeline"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|e| e["event_id"] == json!(late.id))),
+        order.timeline.iter().any(|e| e.event_id == late.id),
         "the late reply is in the timeline"
     );
     assert_eq!(cancellations(&app.outbox().await, id), 1, "still one");
@@ -137,7 +123,7 @@ async fn a_pending_order_is_cancelled_at_its_deadline_and_late_replies_decide_no
 async fn an_order_decided_in_time_is_left_alone() {
     let app = spawn_app_with(settings(Duration::from_millis(300)), None).await;
     let id = placed_order(&app).await;
-    app.deliver(&captured(id)).await;
+    app.deliver(&payment_captured(id, 4999)).await;
     app.deliver(&InventoryReserved {
         order_id: id,
         items: vec![],
@@ -148,17 +134,17 @@ async fn an_order_decided_in_time_is_left_alone() {
     let other = app.place_keyboard_order().await;
     let expired = wait_until_decided(&app, other).await;
     assert_eq!(
-        expired["cancel_reason"],
-        "timed out waiting for payment and inventory"
+        expired.cancel_reason.as_deref(),
+        Some("timed out waiting for payment and inventory")
     );
     assert_eq!(
-        expired["compensation"],
-        json!({ "payment": "NONE", "inventory": "NONE" })
+        expired.compensation,
+        Some(CompensationView::new("NONE", "NONE"))
     );
 
     let order = app.get_order(&id.to_string()).await;
-    assert_eq!(order["status"], "CONFIRMED");
-    assert_eq!(order["compensation"], Value::Null);
+    assert_eq!(order.status, "CONFIRMED");
+    assert_eq!(order.compensation, None);
     assert_eq!(cancellations(&app.outbox().await, id), 0);
     app.cleanup().await;
 }
@@ -181,7 +167,7 @@ async fn replicas_sweeping_one_database_cancel_each_order_once() {
     }
     for id in &ids {
         let order = wait_until_decided(&app, *id).await;
-        assert_eq!(order["status"], "CANCELLED", "{order}");
+        assert_eq!(order.status, "CANCELLED", "{order:?}");
     }
     let outbox = app.outbox().await;
     for id in &ids {

@@ -4,9 +4,12 @@
 use checkout_events::{Currency, Envelope, Event, Money, OrderId, ProductUpdated, Sku};
 use checkout_messaging::Handler;
 use checkout_runtime::Config;
+use checkout_runtime::http::Amount;
 use checkout_testkit::{Serving, TestDatabase, admin_authorization, isolated_config, serve};
-use order_service::saga::OrderSaga;
+use chrono::{DateTime, Utc};
+use order_service::handler::OrderHandler;
 use order_service::{MIGRATOR, SERVICE, Settings};
+use serde::Deserialize;
 use uuid::Uuid;
 
 pub(crate) struct TestApp {
@@ -69,7 +72,10 @@ impl TestApp {
 
     pub(crate) async fn deliver_envelope(&self, envelope: &Envelope) {
         let mut tx = self.db.pool().begin().await.expect("begin");
-        OrderSaga.handle(envelope, &mut tx).await.expect("handled");
+        OrderHandler
+            .handle(envelope, &mut tx)
+            .await
+            .expect("handled");
         tx.commit().await.expect("commit");
     }
 
@@ -102,12 +108,8 @@ impl TestApp {
             ))
             .await;
         assert_eq!(response.status(), 202);
-        let body: serde_json::Value = response.json().await.expect("json");
-        let id: Uuid = body["id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("an id");
-        OrderId::from(id)
+        let accepted: AcceptedView = response.json().await.expect("an accepted order");
+        OrderId::from(accepted.id)
     }
 
     pub(crate) async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
@@ -139,7 +141,8 @@ impl TestApp {
         admin_authorization(&self.config)
     }
 
-    pub(crate) async fn get_order(&self, id: &str) -> serde_json::Value {
+    /// `GET /orders/{id}` of an order that exists.
+    pub(crate) async fn get_order(&self, id: &str) -> OrderView {
         self.client
             .get(format!("{}/orders/{id}", self.address))
             .send()
@@ -147,7 +150,7 @@ impl TestApp {
             .expect("request sent")
             .json()
             .await
-            .expect("json")
+            .expect("an order")
     }
 
     /// The event types in the outbox, oldest first.
@@ -166,4 +169,82 @@ pub(crate) fn order_body(items: serde_json::Value, card: &str) -> serde_json::Va
         "items": items,
         "card_token": card,
     })
+}
+
+/// An order as `GET /orders/{id}` shows it; unknown fields are refused, so
+/// a field added to the API without a test fails here.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OrderView {
+    pub(crate) id: Uuid,
+    pub(crate) status: String,
+    pub(crate) customer_id: String,
+    pub(crate) customer_email: Option<String>,
+    pub(crate) items: Vec<LineView>,
+    pub(crate) total: Amount,
+    pub(crate) payment: String,
+    pub(crate) inventory: String,
+    pub(crate) cancel_reason: Option<String>,
+    pub(crate) compensation: Option<CompensationView>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) jaeger_url: Option<String>,
+    pub(crate) timeline: Vec<EntryView>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+}
+
+impl OrderView {
+    /// The event types of the timeline, oldest first.
+    pub(crate) fn timeline_types(&self) -> Vec<&str> {
+        self.timeline
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect()
+    }
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LineView {
+    pub(crate) sku: String,
+    pub(crate) quantity: i64,
+    pub(crate) unit_price: Amount,
+}
+
+/// What a cancelled order gave back.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CompensationView {
+    pub(crate) payment: String,
+    pub(crate) inventory: String,
+}
+
+impl CompensationView {
+    pub(crate) fn new(payment: &str, inventory: &str) -> Self {
+        Self {
+            payment: payment.to_owned(),
+            inventory: inventory.to_owned(),
+        }
+    }
+}
+
+/// One event of an order's timeline.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EntryView {
+    #[serde(rename = "type")]
+    pub(crate) event_type: String,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) source: String,
+    pub(crate) event_id: Uuid,
+    pub(crate) trace_id: Option<String>,
+}
+
+/// The answer to `POST /orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AcceptedView {
+    pub(crate) id: Uuid,
+    pub(crate) status: String,
 }

@@ -1,6 +1,7 @@
 //! `POST /orders` and `GET /orders/{id}`.
 
-use crate::helpers::{order_body, spawn_app};
+use crate::helpers::{AcceptedView, order_body, spawn_app};
+use checkout_runtime::http::Amount;
 use serde_json::json;
 
 #[tokio::test]
@@ -22,19 +23,16 @@ async fn an_order_is_accepted_priced_from_the_catalog_with_its_event() {
         .and_then(|l| l.to_str().ok())
         .map(str::to_owned)
         .expect("a Location header");
-    let body: serde_json::Value = response.json().await.expect("json");
-    let id = body["id"].as_str().expect("an id").to_owned();
+    let body: AcceptedView = response.json().await.expect("an accepted order");
+    let id = body.id.to_string();
     assert_eq!(location, format!("/orders/{id}"));
-    assert_eq!(body["status"], "PENDING");
+    assert_eq!(body.status, "PENDING");
 
     let order = app.get_order(&id).await;
-    assert_eq!(order["status"], "PENDING");
-    assert_eq!(
-        order["total"],
-        json!({ "amount": 2 * 4999 + 2599, "currency": "USD" })
-    );
-    assert_eq!(order["items"][0]["unit_price"]["amount"], 4999);
-    assert_eq!(order["payment"], "PENDING");
+    assert_eq!(order.status, "PENDING");
+    assert_eq!(order.total, Amount::new(2 * 4999 + 2599, "USD"));
+    assert_eq!(order.items[0].unit_price.amount, 4999);
+    assert_eq!(order.payment, "PENDING");
 
     let outbox = app.outbox().await;
     let created: Vec<_> = outbox.iter().filter(|(t, _)| t == "OrderCreated").collect();

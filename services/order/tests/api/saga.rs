@@ -1,33 +1,13 @@
 //! The replies of Payment and Inventory turn the order final, once.
 
 use crate::helpers::{TestApp, spawn_app};
-use checkout_events::{
-    InventoryFailed, InventoryReserved, OrderId, PaymentCaptured, PaymentFailed, Sku,
-};
+use checkout_events::fixtures::build::{inventory_reserved, payment_captured};
+use checkout_events::{InventoryFailed, OrderId, PaymentFailed, Sku};
 use serde_json::json;
-use uuid::Uuid;
 
 pub(crate) async fn placed_order(app: &TestApp) -> OrderId {
     app.add_product("KB-001", 4999, 1).await;
     app.place_keyboard_order().await
-}
-
-fn captured(order_id: OrderId) -> PaymentCaptured {
-    PaymentCaptured {
-        order_id,
-        payment_id: Uuid::now_v7(),
-        amount: checkout_events::Money::new(
-            4999,
-            checkout_events::Currency::parse("USD").expect("usd"),
-        ),
-    }
-}
-
-fn reserved(order_id: OrderId) -> InventoryReserved {
-    InventoryReserved {
-        order_id,
-        items: vec![],
-    }
 }
 
 fn count(outbox: &[(String, serde_json::Value)], event_type: &str) -> usize {
@@ -40,20 +20,20 @@ async fn both_good_replies_confirm_once_in_either_order() {
     for inventory_first in [false, true] {
         let id = placed_order(&app).await;
         let last = if inventory_first {
-            app.deliver(&reserved(id)).await;
-            app.deliver(&captured(id)).await
+            app.deliver(&inventory_reserved(id)).await;
+            app.deliver(&payment_captured(id, 4999)).await
         } else {
-            app.deliver(&captured(id)).await;
-            app.deliver(&reserved(id)).await
+            app.deliver(&payment_captured(id, 4999)).await;
+            app.deliver(&inventory_reserved(id)).await
         };
         // A duplicate reply (a new envelope, so the inbox cannot catch it).
-        app.deliver(&captured(id)).await;
+        app.deliver(&payment_captured(id, 4999)).await;
 
         let order = app.get_order(&id.to_string()).await;
-        assert_eq!(order["status"], "CONFIRMED");
+        assert_eq!(order.status, "CONFIRMED");
         assert_eq!(
-            (order["payment"].as_str(), order["inventory"].as_str()),
-            (Some("CAPTURED"), Some("RESERVED"))
+            (order.payment.as_str(), order.inventory.as_str()),
+            ("CAPTURED", "RESERVED")
         );
         let outbox = app.outbox().await;
         let confirmed: Vec<_> = outbox
@@ -77,14 +57,17 @@ async fn a_failed_reply_cancels_with_its_reason_and_late_replies_change_nothing(
         reason: "card declined".into(),
     })
     .await;
-    app.deliver(&reserved(declined)).await;
+    app.deliver(&inventory_reserved(declined)).await;
     let order = app.get_order(&declined.to_string()).await;
-    assert_eq!(order["status"], "CANCELLED");
-    assert_eq!(order["cancel_reason"], "payment failed: card declined");
-    assert_eq!(order["inventory"], "RESERVED", "the late reply is recorded");
+    assert_eq!(order.status, "CANCELLED");
+    assert_eq!(
+        order.cancel_reason.as_deref(),
+        Some("payment failed: card declined")
+    );
+    assert_eq!(order.inventory, "RESERVED", "the late reply is recorded");
 
     let short = placed_order(&app).await;
-    app.deliver(&captured(short)).await;
+    app.deliver(&payment_captured(short, 4999)).await;
     app.deliver(&InventoryFailed {
         order_id: short,
         reason: "only 0 of KB-001 in stock".into(),
@@ -92,10 +75,10 @@ async fn a_failed_reply_cancels_with_its_reason_and_late_replies_change_nothing(
     })
     .await;
     let order = app.get_order(&short.to_string()).await;
-    assert_eq!(order["status"], "CANCELLED");
+    assert_eq!(order.status, "CANCELLED");
     assert_eq!(
-        order["cancel_reason"],
-        "inventory failed: only 0 of KB-001 in stock"
+        order.cancel_reason.as_deref(),
+        Some("inventory failed: only 0 of KB-001 in stock")
     );
 
     let outbox = app.outbox().await;
@@ -112,7 +95,7 @@ async fn a_failed_reply_cancels_with_its_reason_and_late_replies_change_nothing(
 fn replies(order_id: OrderId, paid: bool, reserved_ok: bool) -> Vec<checkout_events::Envelope> {
     let payment = if paid {
         checkout_events::Envelope::new(
-            &captured(order_id),
+            &payment_captured(order_id, 4999),
             "payment-service",
             order_id.as_uuid(),
             None,
@@ -126,7 +109,7 @@ fn replies(order_id: OrderId, paid: bool, reserved_ok: bool) -> Vec<checkout_eve
     };
     let inventory = if reserved_ok {
         checkout_events::Envelope::new(
-            &reserved(order_id),
+            &inventory_reserved(order_id),
             "inventory-service",
             order_id.as_uuid(),
             None,
@@ -173,10 +156,10 @@ async fn replies_duplicated_and_shuffled_end_as_they_do_in_order() {
             app.get_order(&calm.to_string()).await,
             app.get_order(&chaotic.to_string()).await,
         );
-        assert_eq!(a["status"], if good { "CONFIRMED" } else { "CANCELLED" });
+        assert_eq!(a.status, if good { "CONFIRMED" } else { "CANCELLED" });
         assert_eq!(
-            (&a["status"], &a["payment"], &a["inventory"]),
-            (&b["status"], &b["payment"], &b["inventory"])
+            (&a.status, &a.payment, &a.inventory),
+            (&b.status, &b.payment, &b.inventory)
         );
         for id in [calm, chaotic] {
             let finals = outbox
@@ -198,7 +181,7 @@ async fn the_handler_applies_every_event_fixture_it_claims() {
     checkout_testkit::contract::check_consumer(
         app.db.pool(),
         order_service::SERVICE.name,
-        &order_service::saga::OrderSaga,
+        &order_service::handler::OrderHandler,
         async || placed_order(&app).await.as_uuid(),
     )
     .await;

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 /// (a unit price): `0 ≤ amount ≤` [`Amount::MAX_MINOR_UNITS`] and a
 /// currency of three upper-case letters (`checkout_events::Currency`), so
 /// a generated client refuses what the server would.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Amount {
     /// Minor units, e.g. cents: 0 to 10¹² (ten billion in a two-decimal

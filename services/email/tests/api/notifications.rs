@@ -122,14 +122,14 @@ async fn mails_are_shown_only_with_the_admin_token() {
         .await
         .expect("sent");
     let admitted_status = admitted.status();
-    let listed: serde_json::Value = admitted.json().await.expect("json");
+    let listed: Vec<serde_json::Value> = admitted.json().await.expect("a list of mails");
     service.stop().await;
 
     assert_eq!(anonymous.status(), 401);
     assert!(challenge.is_some_and(|c| c.as_bytes().starts_with(b"Bearer")));
     assert_eq!(wrong.status(), 401);
     assert_eq!(admitted_status, 200);
-    assert_eq!(listed, serde_json::json!([]));
+    assert!(listed.is_empty(), "{listed:?}");
 }
 
 #[tokio::test]

@@ -3,14 +3,35 @@
 //! production (consumer, sender, HTTP), fed through the broker.
 
 use crate::receiver::Receiver;
-use checkout_events::{Currency, Money, OrderCancelled, OrderConfirmed, OrderId};
+use checkout_events::fixtures::build::order_confirmed;
+use checkout_events::{OrderCancelled, OrderConfirmed, OrderId};
 use checkout_runtime::Config;
 use checkout_testkit::{
     Serving, TestDatabase, admin_authorization, isolated_config, publish, serve,
 };
-use email_service::config::transport;
-use email_service::{MIGRATOR, MailConfig, Notification, SERVICE};
+use chrono::{DateTime, Utc};
+use email_service::settings::transport;
+use email_service::{MIGRATOR, Notification, SERVICE, Settings};
+use serde::Deserialize;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// A mail as `GET /emails` shows it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailView {
+    id: Uuid,
+    order_id: Uuid,
+    kind: String,
+    recipient: String,
+    subject: String,
+    body: String,
+    created_at: DateTime<Utc>,
+    status: String,
+    sent_at: Option<DateTime<Utc>>,
+    attempts: i32,
+    last_error: Option<String>,
+}
 
 /// The Email service on a fresh database and namespace, sending to `receiver`.
 struct Service {
@@ -25,7 +46,7 @@ async fn start(receiver: &Receiver) -> Service {
         .await
         .expect("test database");
     let config = isolated_config(&SERVICE, &db);
-    let mut mail = MailConfig::from_lookup(|_| None).expect("defaults");
+    let mut mail = Settings::from_lookup(|_| None).expect("defaults");
     mail.transport = Some(transport(&receiver.url()).expect("receiver url"));
     // Short pauses so a retry happens within the test.
     mail.poll_interval = Duration::from_millis(100);
@@ -47,12 +68,12 @@ impl Service {
     async fn emails_until(
         &self,
         order_id: OrderId,
-        done: impl Fn(&[serde_json::Value]) -> bool,
-    ) -> Vec<serde_json::Value> {
+        done: impl Fn(&[EmailView]) -> bool,
+    ) -> Vec<EmailView> {
         let until = Instant::now() + Duration::from_secs(10);
         let client = reqwest::Client::new();
         loop {
-            let emails: Vec<serde_json::Value> = client
+            let emails: Vec<EmailView> = client
                 .get(format!("{}/emails?order_id={order_id}", self.address))
                 .header("authorization", admin_authorization(&self.config))
                 .send()
@@ -60,7 +81,7 @@ impl Service {
                 .expect("GET /emails")
                 .json()
                 .await
-                .expect("json");
+                .expect("a list of mails");
             if done(&emails) || Instant::now() >= until {
                 return emails;
             }
@@ -81,16 +102,14 @@ impl Service {
     }
 }
 
-fn status_is(status: &'static str) -> impl Fn(&[serde_json::Value]) -> bool {
-    move |emails| emails.len() == 1 && emails[0]["status"] == status
+fn status_is(status: &'static str) -> impl Fn(&[EmailView]) -> bool {
+    move |emails| emails.len() == 1 && emails[0].status == status
 }
 
 fn confirmed(order_id: OrderId) -> OrderConfirmed {
     OrderConfirmed {
-        order_id,
-        customer_id: "c-42".into(),
         customer_email: Some("ada@example.com".into()),
-        total: Money::new(9998, Currency::parse("USD").expect("usd")),
+        ..order_confirmed(order_id, 9998)
     }
 }
 
@@ -125,15 +144,21 @@ async fn a_confirmed_order_sends_exactly_this_mail() {
     let emails = service
         .emails_until(event.order_id, status_is("sent"))
         .await;
-    assert_eq!(emails[0]["status"], "sent", "{emails:?}");
-    assert_eq!(emails[0]["attempts"], 1);
+    assert_eq!(emails[0].status, "sent", "{emails:?}");
+    assert_eq!(emails[0].attempts, 1);
+    let shown = &emails[0];
+    assert_eq!(shown.order_id, event.order_id.as_uuid());
+    assert_eq!(shown.kind, "confirmation");
+    assert_eq!(
+        (&shown.recipient, &shown.subject, &shown.body),
+        (&expected.recipient, &expected.subject, &expected.body)
+    );
+    assert!(shown.sent_at.is_some_and(|sent| sent >= shown.created_at));
+    assert_eq!(shown.last_error, None);
     // The Message-ID is the notification's: a resend after a crash would carry the same one.
     assert_eq!(
         mail.header("Message-ID"),
-        Some(format!(
-            "<{}@checkout.example>",
-            emails[0]["id"].as_str().expect("id")
-        ))
+        Some(format!("<{}@checkout.example>", emails[0].id))
     );
 
     // A redelivered event (a new envelope for the same order) sends nothing
@@ -168,8 +193,8 @@ async fn a_refused_mail_is_retried_until_the_server_takes_it() {
     let emails = service
         .emails_until(event.order_id, status_is("sent"))
         .await;
-    assert_eq!(emails[0]["status"], "sent", "{emails:?}");
-    assert_eq!(emails[0]["attempts"], 3, "two refusals, then accepted");
+    assert_eq!(emails[0].status, "sent", "{emails:?}");
+    assert_eq!(emails[0].attempts, 3, "two refusals, then accepted");
     let mails = receiver.mails();
     assert_eq!(mails.len(), 1, "exactly one mail: {mails:?}");
     assert_eq!(mails[0].rcpt_to, ["<c-7@customers.example>"]);
@@ -188,9 +213,9 @@ async fn a_permanent_refusal_gives_the_mail_up_with_the_reason() {
     let emails = service
         .emails_until(event.order_id, status_is("failed"))
         .await;
-    assert_eq!(emails[0]["status"], "failed", "{emails:?}");
-    assert_eq!(emails[0]["attempts"], 1, "not retried");
-    let error = emails[0]["last_error"].as_str().unwrap_or_default();
+    assert_eq!(emails[0].status, "failed", "{emails:?}");
+    assert_eq!(emails[0].attempts, 1, "not retried");
+    let error = emails[0].last_error.as_deref().unwrap_or_default();
     assert!(error.contains("mailbox unavailable"), "{error}");
     assert!(receiver.mails().is_empty());
     service.stop().await;

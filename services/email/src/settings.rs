@@ -8,7 +8,7 @@ use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use std::time::Duration;
 
-/// Every environment variable [`MailConfig::from_env`] reads.
+/// Every environment variable [`Settings::from_env`] reads.
 pub const VARIABLES: &[&str] = &["SMTP_URL", "MAIL_FROM"];
 
 /// The SMTP client the sender uses.
@@ -18,9 +18,9 @@ pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
 /// failure (lettre's default is a minute).
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How the service sends mail.
+/// The Email service's own settings: how it sends mail.
 #[derive(Debug, Clone)]
-pub struct MailConfig {
+pub struct Settings {
     /// `SMTP_URL` (`smtp://host:port`, no TLS): where mail is sent. Unset,
     /// the service only records notifications.
     pub transport: Option<Transport>,
@@ -30,7 +30,7 @@ pub struct MailConfig {
     /// How long the sender sleeps without a notification before it looks anyway.
     pub poll_interval: Duration,
     /// The pause after the first transient failure; it doubles per attempt,
-    /// up to [`MailConfig::max_retry_delay`].
+    /// up to [`Settings::max_retry_delay`].
     pub retry_delay: Duration,
     /// The longest pause between two attempts.
     pub max_retry_delay: Duration,
@@ -38,7 +38,7 @@ pub struct MailConfig {
     pub max_attempts: i32,
 }
 
-impl MailConfig {
+impl Settings {
     /// Reads `SMTP_URL` and `MAIL_FROM` from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -108,15 +108,15 @@ mod tests {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
-    fn config(vars: &[(&str, &str)]) -> Result<MailConfig, ConfigError> {
+    fn config(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars: HashMap<&str, &str> = vars.iter().copied().collect();
-        MailConfig::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned()))
+        Settings::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned()))
     }
 
     #[test]
     fn reads_exactly_the_variables_it_declares() {
         let asked = RefCell::new(Vec::new());
-        MailConfig::from_lookup(|name| {
+        Settings::from_lookup(|name| {
             asked.borrow_mut().push(name.to_owned());
             None
         })
