@@ -161,6 +161,36 @@ fn value_str(value: &AMQPValue) -> Option<String> {
     }
 }
 
+/// A header value as a person reads it: strings as they are, tables and
+/// arrays (such as `x-death`) spelled out, timestamps as RFC 3339 (for
+/// `checkoutctl dlq show` and the console). Mask it before showing it.
+pub fn header_text(value: &AMQPValue) -> String {
+    match value {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.to_string(),
+        AMQPValue::FieldArray(items) => {
+            let items: Vec<String> = items.as_slice().iter().map(header_text).collect();
+            format!("[{}]", items.join(", "))
+        }
+        AMQPValue::FieldTable(table) => {
+            let fields: Vec<String> = table
+                .inner()
+                .iter()
+                .map(|(key, value)| format!("{key}: {}", header_text(value)))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+        AMQPValue::Timestamp(seconds) => chrono::DateTime::from_timestamp(*seconds as i64, 0)
+            .map_or_else(|| seconds.to_string(), |t| t.to_rfc3339()),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,35 +253,5 @@ mod tests {
             letter(FieldTable::default()).original_route("ns.payment"),
             None
         );
-    }
-}
-
-/// A header value as a person reads it: strings as they are, tables and
-/// arrays (such as `x-death`) spelled out, timestamps as RFC 3339 (for
-/// `checkoutctl dlq show` and the console). Mask it before showing it.
-pub fn header_text(value: &AMQPValue) -> String {
-    match value {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.to_string(),
-        AMQPValue::FieldArray(items) => {
-            let items: Vec<String> = items.as_slice().iter().map(header_text).collect();
-            format!("[{}]", items.join(", "))
-        }
-        AMQPValue::FieldTable(table) => {
-            let fields: Vec<String> = table
-                .inner()
-                .iter()
-                .map(|(key, value)| format!("{key}: {}", header_text(value)))
-                .collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-        AMQPValue::Timestamp(seconds) => chrono::DateTime::from_timestamp(*seconds as i64, 0)
-            .map_or_else(|| seconds.to_string(), |t| t.to_rfc3339()),
-        AMQPValue::LongLongInt(n) => n.to_string(),
-        AMQPValue::LongInt(n) => n.to_string(),
-        AMQPValue::LongUInt(n) => n.to_string(),
-        AMQPValue::ShortInt(n) => n.to_string(),
-        AMQPValue::Boolean(b) => b.to_string(),
-        other => format!("{other:?}"),
     }
 }
