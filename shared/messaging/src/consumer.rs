@@ -176,6 +176,12 @@ pub trait Handler: Send + Sync + 'static {
         envelope: &Envelope,
         tx: &mut PgConnection,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+
+    /// Called once the transaction of an applied `envelope` has committed,
+    /// before its delivery is acked: the window in which a crash makes the
+    /// broker deliver an applied event again. Nothing by default (the
+    /// runtime's `crash_before_ack` fault switch exits here).
+    fn committed(&self, _envelope: &Envelope) {}
 }
 
 /// Consumes one service's queue with one handler.
@@ -484,6 +490,7 @@ impl<H: Handler> Consumer<H> {
             Outcome::Applied => {
                 // Handlers emit their replies into the outbox.
                 crate::outbox::commit(tx).await?;
+                self.handler.committed(envelope);
             }
             // Not recording it keeps the inbox to what was really done.
             Outcome::Ignored => tx.rollback().await?,

@@ -103,6 +103,7 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 
 fn describe() {
     checkout_messaging::metrics::describe();
+    crate::faults::describe();
     metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests served, by route and status");
     metrics::describe_histogram!(
         HTTP_REQUEST_DURATION,

@@ -20,6 +20,7 @@
 
 use crate::admin::AdminGate;
 use crate::config::{Config, ServiceInfo};
+use crate::faults::{Faults, Switch, delivery::Faulty};
 use crate::http::{
     ErrorChain, MAX_BODY_BYTES, health_routes, method_not_allowed, no_such_route, trace_request,
 };
@@ -78,6 +79,7 @@ pub struct Runtime {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     broker_up: Arc<AtomicBool>,
+    faults: Faults,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -121,6 +123,7 @@ impl Runtime {
             .await
             .context("cannot migrate the service's tables")?;
 
+        let faults_enabled = config.faults_enabled;
         let mut runtime = Self {
             service,
             config,
@@ -133,6 +136,7 @@ impl Runtime {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             broker_up: Arc::new(AtomicBool::new(false)),
+            faults: Faults::new(service.name, faults_enabled),
         };
         runtime.watch_depths();
         Ok(runtime)
@@ -201,11 +205,19 @@ impl Runtime {
         }));
     }
 
-    /// Consumes this service's queue with `handler` in every broker session.
+    /// The service's fault switches, offering `switches` besides `delay`
+    /// and `crash_before_ack` (see [`crate::faults`]).
+    pub fn offer_faults(&self, switches: &[Switch]) -> Faults {
+        self.faults.offer(switches);
+        self.faults.clone()
+    }
+
+    /// Consumes this service's queue with `handler` (behind the delivery
+    /// fault switches) in every broker session.
     pub fn spawn_consumer<H: Handler>(&mut self, handler: H) {
         let consumer = Consumer::new(
             self.pool.clone(),
-            handler,
+            Faulty::new(handler, self.faults.clone()),
             &self.topology,
             self.service.name,
         )
@@ -231,8 +243,10 @@ impl Runtime {
     }
 
     /// The service ready to run, with its documented routes: `api`'s
-    /// routes plus `/openapi.json` and `/docs` (see the `openapi` module).
+    /// routes plus `/faults`, `/openapi.json` and `/docs` (see the
+    /// `openapi` module).
     pub fn with_api(self, api: utoipa_axum::router::OpenApiRouter) -> Application {
+        let api = api.merge(crate::faults::api::api(self.faults.clone()));
         let routes = crate::openapi::router(&self.service, api);
         self.with_routes(routes)
     }

@@ -18,7 +18,12 @@ pub const SHARED_OPERATIONS: &[&str] = &[
     "GET /health/ready",
     "GET /openapi.json",
     "GET /docs",
+    "GET /faults",
+    "PUT /faults",
 ];
+
+/// The operations every service has that need the admin token.
+pub const SHARED_ADMIN_OPERATIONS: &[&str] = &["GET /faults", "PUT /faults"];
 
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -300,7 +305,7 @@ async fn call(
 
 /// Checks who may call what on the service at `base`, which runs with an
 /// `ADMIN_TOKEN` that `authorization` (`Bearer <token>`) carries: exactly
-/// the `expected` operations are documented as needing it, and the live
+/// the `expected` operations (plus [`SHARED_ADMIN_OPERATIONS`]) are documented as needing it, and the live
 /// service agrees — each of them answers 401 with `WWW-Authenticate:
 /// Bearer` to a request without the token, and to a wrong token (the
 /// right length with one character changed, a prefix, a longer one, another
@@ -310,7 +315,11 @@ pub async fn check_admin(base: &str, authorization: &str, expected: &[&str]) {
     let client = reqwest::Client::new();
     let document = fetch_document(&client, base).await;
     let secured = admin_operations(&document);
-    let wanted: BTreeSet<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+    let wanted: BTreeSet<String> = expected
+        .iter()
+        .chain(SHARED_ADMIN_OPERATIONS)
+        .map(|s| (*s).to_owned())
+        .collect();
     assert_eq!(secured, wanted, "the operations that need the admin token");
 
     let token = authorization

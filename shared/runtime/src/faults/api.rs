@@ -1,0 +1,71 @@
+//! `GET /faults` and `PUT /faults`: a service's fault switches over HTTP,
+//! mounted by the runtime on every service. Both take the admin token
+//! first, then answer 403 unless the service runs with
+//! `FAULTS_ENABLED=true`.
+
+use super::{Change, Document, Faults};
+use crate::admin::Admin;
+use crate::http::{ApiJson, Problem};
+use axum::Json;
+use axum::extract::State;
+use http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The routes, documented, on `faults`.
+pub(crate) fn api(faults: Faults) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list, change))
+        .with_state(faults)
+}
+
+/// The fault switches of this service and their state.
+#[utoipa::path(get, path = "/faults", tag = "faults",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The switches", body = Document),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No admin token, or not the right one"),
+        (status = 403, body = Problem, content_type = "application/problem+json",
+            description = "No ADMIN_TOKEN configured, or fault switches are disabled (FAULTS_ENABLED is not true)"),
+    ))]
+async fn list(_: Admin, State(faults): State<Faults>) -> Result<Json<Document>, Problem> {
+    enabled(&faults)?;
+    Ok(Json(faults.document()))
+}
+
+/// Turns one switch on or off and/or sets its parameter; omitted fields
+/// keep their value. Answers with all the switches.
+#[utoipa::path(put, path = "/faults", tag = "faults",
+    request_body = Change,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Changed; every switch as it is now", body = Document),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No admin token, or not the right one"),
+        (status = 403, body = Problem, content_type = "application/problem+json",
+            description = "No ADMIN_TOKEN configured, or fault switches are disabled (FAULTS_ENABLED is not true)"),
+        (status = 422, body = Problem, content_type = "application/problem+json",
+            description = "An unknown switch, a parameter it does not take, or a value out of range"),
+    ))]
+async fn change(
+    _: Admin,
+    State(faults): State<Faults>,
+    body: Result<ApiJson<Change>, Problem>,
+) -> Result<Json<Document>, Problem> {
+    // Disabled first: without FAULTS_ENABLED nothing about the body matters.
+    enabled(&faults)?;
+    let ApiJson(change) = body?;
+    faults.apply(&change).map(Json).map_err(Problem::validation)
+}
+
+fn enabled(faults: &Faults) -> Result<(), Problem> {
+    if faults.is_enabled() {
+        return Ok(());
+    }
+    Err(Problem::new(StatusCode::FORBIDDEN)
+        .with_type("/problems/faults-disabled")
+        .with_title("Fault switches are disabled")
+        .with_detail(
+            "this service runs without FAULTS_ENABLED=true, so its fault switches cannot be \
+             read or changed (a demo setting; production leaves it unset)",
+        ))
+}
