@@ -12,7 +12,7 @@ mod notification;
 mod routes;
 mod sender;
 
-use checkout_runtime::{Config, Runtime, ServiceInfo};
+use checkout_runtime::{Config, Runtime, ServiceInfo, Switch};
 
 pub use checkout_runtime::Application;
 use sqlx::migrate::Migrator;
@@ -44,9 +44,10 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
 pub async fn build_with(config: Config, mail: MailConfig) -> anyhow::Result<Application> {
     let mut runtime = Runtime::start(SERVICE, config, &MIGRATOR).await?;
     runtime.spawn_consumer(handler::Notifier);
+    let faults = runtime.offer_faults(&[Switch::SmtpRefuse]);
     match mail.transport.clone() {
         Some(transport) => {
-            let sender = sender::Sender::new(runtime.pool().clone(), transport, mail);
+            let sender = sender::Sender::new(runtime.pool().clone(), transport, mail, faults);
             runtime.spawn_task(sender.run(runtime.shutdown_token()));
         }
         None => tracing::info!("SMTP_URL is not set: mails are recorded, not sent"),

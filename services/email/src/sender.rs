@@ -22,6 +22,7 @@
 //! failed row keeps its last error, which `GET /emails` shows.
 
 use crate::config::{MailConfig, Transport};
+use checkout_runtime::{Faults, Switch};
 use checkout_telemetry::propagation::{adopt_parent, context_from_map};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
@@ -44,6 +45,8 @@ pub(crate) struct Sender {
     pool: PgPool,
     transport: Transport,
     config: MailConfig,
+    /// `smtp_refuse` refuses a send here, before the server is asked.
+    faults: Faults,
 }
 
 #[derive(Debug, FromRow)]
@@ -67,11 +70,17 @@ enum Attempt {
 }
 
 impl Sender {
-    pub(crate) fn new(pool: PgPool, transport: Transport, config: MailConfig) -> Self {
+    pub(crate) fn new(
+        pool: PgPool,
+        transport: Transport,
+        config: MailConfig,
+        faults: Faults,
+    ) -> Self {
         Self {
             pool,
             transport,
             config,
+            faults,
         }
     }
 
@@ -207,6 +216,10 @@ impl Sender {
             Ok(message) => message,
             Err(error) => return Attempt::Permanent(error),
         };
+        if self.faults.strikes(Switch::SmtpRefuse) {
+            // What a server answering 421 (service not available) looks like.
+            return Attempt::Transient("421 refused by the fault switch smtp_refuse".to_owned());
+        }
         match self.transport.send(message).await {
             Ok(_) => Attempt::Sent,
             Err(error) if error.is_permanent() => Attempt::Permanent(error.to_string()),

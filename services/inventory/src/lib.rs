@@ -17,7 +17,7 @@ mod routes;
 mod store;
 
 use anyhow::Context as _;
-use checkout_runtime::{Config, Runtime, ServiceInfo};
+use checkout_runtime::{Config, Runtime, ServiceInfo, Switch};
 use sqlx::migrate::Migrator;
 
 /// Who this service is: its queue, binary, database and port.
@@ -48,6 +48,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         .await
         .context("cannot announce the catalog")?;
     runtime.spawn_relay();
+    runtime.offer_faults(&[Switch::FailTransient, Switch::FailPermanent]);
     runtime.spawn_consumer(InventoryHandler);
     let api = routes::api(runtime.pool().clone());
     Ok(runtime.with_api(api))

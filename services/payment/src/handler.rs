@@ -13,6 +13,7 @@ use checkout_events::{
     PaymentRequested,
 };
 use checkout_messaging::{Cause, Handler, HandlerError, Outbox, Outcome};
+use checkout_runtime::Faults;
 use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
@@ -20,9 +21,20 @@ use uuid::Uuid;
 const OUTBOX: Outbox = Outbox::new(SERVICE.binary);
 
 /// The Payment service's consumer handler: what the consumer runs for every
-/// delivery, public so tests can apply events without a broker.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PaymentHandler;
+/// delivery, public so tests can apply events without a broker. Its
+/// provider answers through the `decline` fault switch of `faults` (the
+/// default board has none).
+#[derive(Debug, Clone, Default)]
+pub struct PaymentHandler {
+    faults: Faults,
+}
+
+impl PaymentHandler {
+    /// A handler whose provider answers through `faults`' `decline` switch.
+    pub fn new(faults: Faults) -> Self {
+        Self { faults }
+    }
+}
 
 impl Handler for PaymentHandler {
     async fn handle(
@@ -32,7 +44,7 @@ impl Handler for PaymentHandler {
     ) -> Result<Outcome, HandlerError> {
         if envelope.is::<PaymentRequested>() {
             let event: PaymentRequested = envelope.decode()?;
-            charge(tx, envelope, &event).await?;
+            charge(tx, envelope, &event, &self.faults).await?;
         } else if envelope.is::<OrderCancelled>() {
             let event: OrderCancelled = envelope.decode()?;
             refund(tx, envelope, &event).await?;
@@ -50,12 +62,13 @@ async fn charge(
     tx: &mut PgConnection,
     envelope: &Envelope,
     event: &PaymentRequested,
+    faults: &Faults,
 ) -> Result<(), HandlerError> {
     // The simulated provider is a pure function, so its answer can go into
     // the very statement that claims the order: a lost claim then costs
     // nothing. (A real provider would be called after the claim, with the
     // payment id as its idempotency key.)
-    let outcome = provider::charge(&event.card_token);
+    let outcome = provider::charge_unless_declined(&event.card_token, faults);
     let (status, reason) = match &outcome {
         Charge::Captured => (Status::Captured, None),
         Charge::Declined { reason } => (Status::Declined, Some(reason.as_str())),

@@ -44,7 +44,7 @@ fn cancelled(order_id: OrderId) -> OrderCancelled {
 async fn apply<E: Event>(pool: &PgPool, order_id: OrderId, event: &E) -> Outcome {
     let envelope =
         Envelope::new(event, "order-service", order_id.as_uuid(), None).expect("serializable");
-    testing::handle(pool, &PaymentHandler, &envelope)
+    testing::handle(pool, &PaymentHandler::default(), &envelope)
         .await
         .expect("handled")
 }
@@ -223,7 +223,8 @@ async fn a_cancellation_racing_its_order_refunds_it() {
 
         // The charge is written but not committed when the cancellation
         // looks: it finds no row, and its tombstone claim waits for the charge.
-        checkout_runtime::testing::race(&pool, PaymentHandler, &created, cancelled).await;
+        checkout_runtime::testing::race(&pool, PaymentHandler::default(), &created, cancelled)
+            .await;
 
         assert_eq!(payments(&pool, order_id).await[0].status, "REFUNDED");
         assert_eq!(
@@ -381,7 +382,7 @@ async fn the_handler_applies_every_event_fixture_it_claims() {
         checkout_runtime::testing::contract::check_consumer(
             &pool,
             SERVICE.name,
-            &PaymentHandler,
+            &PaymentHandler::default(),
             async || Uuid::now_v7(),
         )
         .await;
@@ -446,4 +447,135 @@ async fn without_an_admin_token_the_payments_are_off_and_say_how_to_enable_them(
     let off = checkout_runtime::testing::api::check_admin_off(&service.address).await;
     service.stop().await;
     assert_eq!(off, 1, "GET /payments is off");
+}
+
+#[tokio::test]
+async fn the_decline_switch_declines_a_good_card_while_it_is_on() {
+    with_database("payment", &MIGRATOR, |pool| async move {
+        let faults = checkout_runtime::Faults::new(SERVICE.name, true);
+        faults.offer(&[checkout_runtime::Switch::Decline]);
+        let handler = PaymentHandler::new(faults.clone());
+        let switch = |on: bool| checkout_runtime::faults::Change {
+            name: "decline".to_owned(),
+            on: Some(on),
+            ..Default::default()
+        };
+        let mut statuses = Vec::new();
+        for on in [true, false] {
+            faults.apply(&switch(on)).expect("a valid change");
+            let order_id = OrderId::new();
+            let event = created(order_id, "tok_visa");
+            let envelope = Envelope::new(&event, "order-service", order_id.as_uuid(), None)
+                .expect("serializable");
+            testing::handle(&pool, &handler, &envelope)
+                .await
+                .expect("handled");
+            let rows = payments(&pool, order_id).await;
+            statuses.push((rows[0].status.clone(), rows[0].reason.clone()));
+        }
+        assert_eq!(
+            statuses,
+            [
+                (
+                    "DECLINED".to_owned(),
+                    Some("declined by the fault switch decline".to_owned())
+                ),
+                ("CAPTURED".to_owned(), None),
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_fault_switches_answer_only_when_enabled_and_name_a_bad_field() {
+    let enabled =
+        checkout_runtime::testing::spawn(&SERVICE, &MIGRATOR, payment_service::build).await;
+    let disabled = checkout_runtime::testing::spawn_with(
+        &SERVICE,
+        &MIGRATOR,
+        |config| config.faults_enabled = false,
+        payment_service::build,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let put = async |service: &checkout_runtime::testing::Running, body: serde_json::Value| {
+        let response = client
+            .put(format!("{}/faults", service.address))
+            .header("authorization", service.admin_authorization())
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<serde_json::Value>().await.expect("json"),
+        )
+    };
+    let on = put(
+        &enabled,
+        serde_json::json!({"name": "decline", "on": true, "percent": 50}),
+    )
+    .await;
+    let bad = put(&enabled, serde_json::json!({"name": "delay", "percent": 5})).await;
+    let unknown = put(
+        &enabled,
+        serde_json::json!({"name": "smtp_refuse", "on": true}),
+    )
+    .await;
+    let off = put(
+        &disabled,
+        serde_json::json!({"name": "decline", "on": true}),
+    )
+    .await;
+    let listed: serde_json::Value = client
+        .get(format!("{}/faults", enabled.address))
+        .header("authorization", enabled.admin_authorization())
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    enabled.stop().await;
+    disabled.stop().await;
+
+    assert_eq!(on.0, 200, "{}", on.1);
+    assert_eq!(on.1["service"], "payment");
+    assert_eq!(
+        on.1["switches"][0],
+        serde_json::json!({
+            "name": "decline", "description": "Declines this percentage of payments.",
+            "on": true, "percent": 50,
+        })
+    );
+    let names: Vec<&str> = listed["switches"]
+        .as_array()
+        .expect("switches")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "decline",
+            "fail_transient",
+            "fail_permanent",
+            "delay",
+            "crash_before_ack"
+        ]
+    );
+    assert_eq!(
+        (bad.0, bad.1["errors"][0]["field"].as_str()),
+        (422, Some("percent")),
+        "{}",
+        bad.1
+    );
+    assert_eq!(
+        (unknown.0, unknown.1["errors"][0]["field"].as_str()),
+        (422, Some("name"))
+    );
+    assert_eq!(off.0, 403, "{}", off.1);
+    assert_eq!(off.1["title"], "Fault switches are disabled");
 }

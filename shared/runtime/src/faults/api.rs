@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 /// The routes, documented, on `faults`.
 pub(crate) fn api(faults: Faults) -> OpenApiRouter {
     OpenApiRouter::new()
-        .routes(routes!(list, change))
+        .routes(routes!(list_faults, change_fault))
         .with_state(faults)
 }
 
@@ -28,7 +28,7 @@ pub(crate) fn api(faults: Faults) -> OpenApiRouter {
         (status = 403, body = Problem, content_type = "application/problem+json",
             description = "No ADMIN_TOKEN configured, or fault switches are disabled (FAULTS_ENABLED is not true)"),
     ))]
-async fn list(_: Admin, State(faults): State<Faults>) -> Result<Json<Document>, Problem> {
+async fn list_faults(_: Admin, State(faults): State<Faults>) -> Result<Json<Document>, Problem> {
     enabled(&faults)?;
     Ok(Json(faults.document()))
 }
@@ -46,7 +46,7 @@ async fn list(_: Admin, State(faults): State<Faults>) -> Result<Json<Document>, 
         (status = 422, body = Problem, content_type = "application/problem+json",
             description = "An unknown switch, a parameter it does not take, or a value out of range"),
     ))]
-async fn change(
+async fn change_fault(
     _: Admin,
     State(faults): State<Faults>,
     body: Result<ApiJson<Change>, Problem>,

@@ -378,7 +378,8 @@ async fn assert_unauthorized(response: reqwest::Response, what: &str) {
 /// Checks the service at `base`, started without `ADMIN_TOKEN`: every
 /// operation its document marks as needing the token answers 403 — with
 /// or without a bearer header — with a problem that says how to switch
-/// the endpoints on (it names `ADMIN_TOKEN`). Returns how many there were.
+/// the endpoints on (it names `ADMIN_TOKEN`). Returns how many there were
+/// besides [`SHARED_ADMIN_OPERATIONS`] (which are checked too).
 pub async fn check_admin_off(base: &str) -> usize {
     let client = reqwest::Client::new();
     let document = fetch_document(&client, base).await;
@@ -401,5 +402,8 @@ pub async fn check_admin_off(base: &str) -> usize {
             );
         }
     }
-    secured.len()
+    for shared in SHARED_ADMIN_OPERATIONS {
+        assert!(secured.contains(*shared), "{shared} needs the admin token");
+    }
+    secured.len() - SHARED_ADMIN_OPERATIONS.len()
 }
