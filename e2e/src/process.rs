@@ -76,6 +76,8 @@ pub(crate) struct Environment {
     pub(crate) order_deadline: String,
     /// `ADMIN_TOKEN` of every service.
     pub(crate) admin_token: String,
+    /// `FAULTS_ENABLED` of every service.
+    pub(crate) faults_enabled: bool,
 }
 
 /// A started service process. `kill_on_drop` makes sure it does not outlive
@@ -128,6 +130,7 @@ impl ServiceProcess {
             .env("RETRY_DELAYS", RETRY_DELAYS)
             .env("ORDER_DEADLINE", &env.order_deadline)
             .env("ADMIN_TOKEN", &env.admin_token)
+            .env("FAULTS_ENABLED", env.faults_enabled.to_string())
             // Several processes and tests share one PostgreSQL: keep pools small.
             .env("DATABASE_MAX_CONNECTIONS", "5")
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &env.otlp_endpoint)
@@ -221,6 +224,15 @@ impl ServiceProcess {
                     self.instance
                 )
             })?
+            .map_err(Into::into)
+    }
+
+    /// Waits for the process to exit by itself (a crash it was told to
+    /// have) and returns how it exited.
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .map_err(|_| anyhow::anyhow!("{} did not exit within {timeout:?}", self.instance))?
             .map_err(Into::into)
     }
 

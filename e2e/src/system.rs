@@ -5,10 +5,12 @@
 //! The parts: [`Options`] (how to start one), this module (starting,
 //! restarting and addressing the processes), `backstage` (what a test
 //! does behind the services' backs: broker and database faults, queue
-//! depths, dead letters) and `teardown` (stopping and removing it all).
+//! depths, dead letters), `switches` (the services' fault switches) and
+//! `teardown` (stopping and removing it all).
 
 mod backstage;
 mod options;
+mod switches;
 mod teardown;
 
 pub use options::Options;
@@ -153,6 +155,7 @@ impl System {
             rust_log: self.options.rust_log.clone(),
             order_deadline: format!("{}ms", self.options.order_deadline.as_millis()),
             admin_token: self.admin_token.clone(),
+            faults_enabled: self.options.fault_switches,
         };
         ServiceProcess::spawn(
             binaries.path(service)?,

@@ -27,6 +27,9 @@ pub struct Options {
     pub rust_log: String,
     /// The Order service's `ORDER_DEADLINE`. Default 30 s, the service's own.
     pub order_deadline: Duration,
+    /// Whether the services serve their fault switches (`FAULTS_ENABLED`).
+    /// Default off, as in production.
+    pub fault_switches: bool,
 }
 
 impl Default for Options {
@@ -44,6 +47,7 @@ impl Default for Options {
             amqp_url: env("E2E_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             rust_log: env("E2E_RUST_LOG", "info"),
             order_deadline: Duration::from_secs(30),
+            fault_switches: false,
         }
     }
 }
@@ -58,6 +62,13 @@ impl Options {
     /// Cancels orders still pending after `deadline`.
     pub fn with_order_deadline(mut self, deadline: Duration) -> Self {
         self.order_deadline = deadline;
+        self
+    }
+
+    /// Starts the services with `FAULTS_ENABLED=true`, so a test can flip
+    /// their fault switches ([`System::switch_fault`](super::System::switch_fault)).
+    pub fn with_fault_switches(mut self) -> Self {
+        self.fault_switches = true;
         self
     }
 
