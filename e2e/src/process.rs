@@ -71,6 +71,8 @@ pub(crate) struct Environment {
     pub(crate) amqp_url: String,
     pub(crate) broker_namespace: String,
     pub(crate) otlp_endpoint: String,
+    /// The Email service's `SMTP_URL` (the others send no mail).
+    pub(crate) smtp_url: String,
     pub(crate) rust_log: String,
     /// The Order service's `ORDER_DEADLINE` (the others ignore it).
     pub(crate) order_deadline: String,
@@ -147,6 +149,9 @@ impl ServiceProcess {
             .stdout(stdout)
             .stderr(stderr)
             .kill_on_drop(true);
+        if service == Service::Email {
+            command.env("SMTP_URL", &env.smtp_url);
+        }
         let child = command
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))?;

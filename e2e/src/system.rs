@@ -21,6 +21,7 @@ use crate::otlp::OtlpReceiver;
 use crate::poll::Probe;
 use crate::process::{Environment, Exited, Service, ServiceProcess, free_port};
 use crate::resources::{self, create_database};
+use crate::smtp::MailSink;
 use anyhow::Context as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ pub struct System {
     options: Options,
     http: reqwest::Client,
     receiver: OtlpReceiver,
+    /// Where the Email service sends its mail (`SMTP_URL`).
+    mail: MailSink,
     log_dir: PathBuf,
     /// The databases created so far (so a failed start drops exactly those).
     databases: Vec<(Service, String)>,
@@ -69,6 +72,7 @@ impl System {
                 .timeout(Duration::from_secs(10))
                 .build()?,
             receiver: OtlpReceiver::start().await?,
+            mail: MailSink::start().await?,
             log_dir,
             databases: Vec::new(),
             broker_passwords: HashMap::new(),
@@ -152,6 +156,7 @@ impl System {
             amqp_url: self.broker_url(service)?,
             broker_namespace: self.id.clone(),
             otlp_endpoint: self.receiver.endpoint().to_owned(),
+            smtp_url: self.mail.url(),
             rust_log: self.options.rust_log.clone(),
             order_deadline: format!("{}ms", self.options.order_deadline.as_millis()),
             admin_token: self.admin_token.clone(),
@@ -264,6 +269,11 @@ impl System {
     /// How long any wait may take (see [`Options::timeout`]).
     pub fn timeout(&self) -> Duration {
         self.options.timeout
+    }
+
+    /// The mail sink the Email service sends to.
+    pub fn mail(&self) -> &MailSink {
+        &self.mail
     }
 
     /// The trace receiver every service exports to.
