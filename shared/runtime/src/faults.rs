@@ -256,7 +256,10 @@ impl Faults {
                     on: false,
                     parameter: switch.default_parameter(),
                 });
+                // Both series from the start, so a dashboard's rate() has
+                // a zero to start from.
                 metrics::gauge!(SWITCH_ON, "switch" => switch.name()).set(0.0);
+                metrics::counter!(INJECTED, "switch" => switch.name()).increment(0);
             }
         }
         settings.sort_by_key(|s| s.switch);
