@@ -20,13 +20,19 @@
 //! the state and the decisions, not the failure modes themselves.
 
 pub(crate) mod api;
+mod change;
 pub(crate) mod delivery;
 mod glob;
+mod switch;
 
+pub use change::{Change, Document, SwitchView};
 pub use glob::glob_matches;
+pub use switch::{MAX_LATENCY_MS, MAX_PATTERN_CHARS, Switch};
+
+use change::{validate, view};
+use switch::Parameter;
 
 use crate::http::FieldError;
-use serde::Serialize;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,102 +46,6 @@ pub const INJECTED: &str = "checkout_faults_injected_total";
 /// The exit code of `crash_before_ack`: EX_SOFTWARE, so an orchestrator
 /// restarts the process as it would after any crash.
 pub const CRASH_EXIT_CODE: i32 = 70;
-
-/// The longest `delay` a switch accepts: a delivery holds its transaction
-/// (and a pooled connection) that long, and shutdown waits for it.
-pub const MAX_LATENCY_MS: u32 = 30_000;
-/// The longest `pattern` a switch accepts.
-pub const MAX_PATTERN_CHARS: usize = 200;
-
-/// One kind of fault. The order is the order of a board's listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Switch {
-    /// Payment: the provider declines this percentage of payments.
-    Decline,
-    /// Email: the SMTP server refuses every send temporarily.
-    SmtpRefuse,
-    /// This percentage of deliveries fail with a transient error.
-    FailTransient,
-    /// Deliveries whose event's `customer_id` matches the pattern fail
-    /// permanently.
-    FailPermanent,
-    /// Each delivery's handling waits this long first.
-    Delay,
-    /// The process exits with code 70 after committing a delivery and
-    /// before acking it.
-    CrashBeforeAck,
-}
-
-/// The parameter a switch takes, with its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Parameter {
-    None,
-    /// 0–100.
-    Percent(u8),
-    /// A glob over `customer_id` (see [`glob_matches`]).
-    Pattern(String),
-    LatencyMs(u32),
-}
-
-impl Switch {
-    /// Every switch there is.
-    pub const ALL: [Switch; 6] = [
-        Switch::Decline,
-        Switch::SmtpRefuse,
-        Switch::FailTransient,
-        Switch::FailPermanent,
-        Switch::Delay,
-        Switch::CrashBeforeAck,
-    ];
-
-    /// Its name in the API, the logs and the metrics' `switch` label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Switch::Decline => "decline",
-            Switch::SmtpRefuse => "smtp_refuse",
-            Switch::FailTransient => "fail_transient",
-            Switch::FailPermanent => "fail_permanent",
-            Switch::Delay => "delay",
-            Switch::CrashBeforeAck => "crash_before_ack",
-        }
-    }
-
-    /// The switch called `name`, if there is one.
-    pub fn from_name(name: &str) -> Option<Switch> {
-        Switch::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    /// What it does, for the console.
-    pub fn description(self) -> &'static str {
-        match self {
-            Switch::Decline => "Declines this percentage of payments.",
-            Switch::SmtpRefuse => {
-                "The SMTP server refuses every mail temporarily; the sender retries with backoff."
-            }
-            Switch::FailTransient => {
-                "This percentage of deliveries fail transiently and are retried through the delay queues."
-            }
-            Switch::FailPermanent => {
-                "Deliveries whose event's customer_id matches the pattern (* = any characters) fail permanently and are dead-lettered."
-            }
-            Switch::Delay => "Each delivery's handling waits this long first.",
-            Switch::CrashBeforeAck => {
-                "The process exits (code 70) right after committing a delivery and before acking it; the broker redelivers it."
-            }
-        }
-    }
-
-    /// The parameter it takes, at its starting value.
-    fn default_parameter(self) -> Parameter {
-        match self {
-            Switch::Decline | Switch::FailTransient => Parameter::Percent(100),
-            Switch::FailPermanent => Parameter::Pattern("fail-*".to_owned()),
-            Switch::Delay => Parameter::LatencyMs(500),
-            Switch::SmtpRefuse | Switch::CrashBeforeAck => Parameter::None,
-        }
-    }
-}
 
 /// A source of random numbers: each call returns a fresh `u64`. Tests
 /// inject a fixed sequence.
@@ -175,53 +85,6 @@ impl Default for Faults {
     fn default() -> Self {
         Self::new("", false)
     }
-}
-
-/// A requested change of one switch: `PUT /faults`' body, read as sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Change {
-    /// The switch's name.
-    #[schema(example = "decline")]
-    pub name: String,
-    /// On or off; omitted, it stays as it is.
-    pub on: Option<bool>,
-    /// For a percentage switch: 0–100.
-    pub percent: Option<i64>,
-    /// For `fail_permanent`: a glob over `customer_id`.
-    pub pattern: Option<String>,
-    /// For `delay`: milliseconds, 0–30000.
-    pub latency_ms: Option<i64>,
-}
-
-/// A board as `GET /faults` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Document {
-    /// The service's short name (`payment`).
-    pub service: String,
-    /// Its switches, in a fixed order.
-    pub switches: Vec<SwitchView>,
-}
-
-/// One switch as `GET /faults` shows it: the parameter fields appear only
-/// on the switches that take them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct SwitchView {
-    /// Its name.
-    pub name: &'static str,
-    /// What it does.
-    pub description: &'static str,
-    /// Whether it is on.
-    pub on: bool,
-    /// The percentage, for a percentage switch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub percent: Option<u8>,
-    /// The `customer_id` glob, for `fail_permanent`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pattern: Option<String>,
-    /// The latency in milliseconds, for `delay`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u32>,
 }
 
 impl Faults {
@@ -379,106 +242,6 @@ impl Faults {
             .iter()
             .find(|s| s.switch == switch && s.on)
             .map(|s| s.parameter.clone())
-    }
-}
-
-/// The parameter `change` asks for, checked against what the switch takes
-/// (`current`); omitted, the current value.
-fn validate(current: &Parameter, change: &Change) -> Result<Parameter, Vec<FieldError>> {
-    let mut errors = Vec::new();
-    let mut refuse = |field: &str, given: bool| {
-        if given {
-            errors.push(FieldError::new(
-                field,
-                format!("the switch {} takes no {field}", change.name),
-            ));
-        }
-    };
-    refuse(
-        "percent",
-        change.percent.is_some() && !matches!(current, Parameter::Percent(_)),
-    );
-    refuse(
-        "pattern",
-        change.pattern.is_some() && !matches!(current, Parameter::Pattern(_)),
-    );
-    refuse(
-        "latency_ms",
-        change.latency_ms.is_some() && !matches!(current, Parameter::LatencyMs(_)),
-    );
-    let parameter = match (current, change) {
-        (
-            Parameter::Percent(_),
-            Change {
-                percent: Some(p), ..
-            },
-        ) => match u8::try_from(*p) {
-            Ok(p) if p <= 100 => Parameter::Percent(p),
-            _ => {
-                errors.push(FieldError::new(
-                    "percent",
-                    "must be an integer from 0 to 100",
-                ));
-                current.clone()
-            }
-        },
-        (
-            Parameter::Pattern(_),
-            Change {
-                pattern: Some(p), ..
-            },
-        ) => {
-            if p.is_empty()
-                || p.chars().count() > MAX_PATTERN_CHARS
-                || p.chars().any(char::is_control)
-            {
-                errors.push(FieldError::new(
-                    "pattern",
-                    format!("must be 1–{MAX_PATTERN_CHARS} characters, no control characters"),
-                ));
-            }
-            Parameter::Pattern(p.clone())
-        }
-        (
-            Parameter::LatencyMs(_),
-            Change {
-                latency_ms: Some(ms),
-                ..
-            },
-        ) => match u32::try_from(*ms) {
-            Ok(ms) if ms <= MAX_LATENCY_MS => Parameter::LatencyMs(ms),
-            _ => {
-                errors.push(FieldError::new(
-                    "latency_ms",
-                    format!("must be an integer from 0 to {MAX_LATENCY_MS}"),
-                ));
-                current.clone()
-            }
-        },
-        _ => current.clone(),
-    };
-    if errors.is_empty() {
-        Ok(parameter)
-    } else {
-        Err(errors)
-    }
-}
-
-fn view(setting: &Setting) -> SwitchView {
-    let (mut percent, mut pattern, mut latency_ms) = (None, None, None);
-    match &setting.parameter {
-        Parameter::None => {}
-        Parameter::Percent(p) => percent = Some(*p),
-        Parameter::Pattern(p) => pattern = Some(p.clone()),
-        Parameter::LatencyMs(ms) => latency_ms = Some(*ms),
-    }
-    SwitchView {
-        name: setting.switch.name(),
-        description: setting.switch.description(),
-        on: setting.on,
-        percent,
-        pattern,
-        latency_ms,
     }
 }
 

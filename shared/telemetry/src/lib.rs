@@ -130,15 +130,12 @@ fn fmt_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(true);
     match format {
-        LogFormat::Text => Box::new(layer),
-        LogFormat::Json => Box::new(
-            layer
-                .json()
-                .event_format(log_format::JsonWithTraceIds::default()),
+        LogFormat::Text => Box::new(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(true),
         ),
+        LogFormat::Json => Box::new(log_format::json_layer(std::io::stderr)),
     }
 }

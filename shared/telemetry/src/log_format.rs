@@ -9,9 +9,12 @@
 //! export off (`OTEL_SDK_DISABLED=true`).
 
 use opentelemetry::trace::{SpanContext, TraceContextExt as _};
-use tracing::{Event, Subscriber};
+use std::sync::{Arc, OnceLock};
+use tracing::dispatcher::WeakDispatch;
+use tracing::{Dispatch, Event, Subscriber};
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::{Format, Json, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The variable that chooses the format.
@@ -44,19 +47,44 @@ impl LogFormat {
     }
 }
 
+/// The JSON log layer writing to `writer`: tracing-subscriber's JSON
+/// lines with the OpenTelemetry ids added.
+pub(crate) fn json_layer<S, W>(writer: W) -> impl Layer<S> + Send + Sync
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let dispatch = DispatchSlot::default();
+    tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_target(true)
+        .json()
+        .event_format(JsonWithTraceIds {
+            inner: tracing_subscriber::fmt::format().json(),
+            dispatch: dispatch.clone(),
+        })
+        .and_then(dispatch)
+}
+
+/// The subscriber the layer is part of. The ids are read from the
+/// OpenTelemetry layer through it, and `tracing::dispatcher::get_default`
+/// cannot give it while an event is being dispatched (it answers the no-op
+/// dispatcher to a re-entrant call), so it is kept when registered.
+#[derive(Debug, Clone, Default)]
+struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
+
+impl<S: Subscriber> Layer<S> for DispatchSlot {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.0.set(subscriber.downgrade());
+    }
+}
+
 /// tracing-subscriber's JSON lines, plus the OpenTelemetry ids of the
 /// nearest exported span around the event.
 #[derive(Debug)]
-pub(crate) struct JsonWithTraceIds {
+struct JsonWithTraceIds {
     inner: Format<Json>,
-}
-
-impl Default for JsonWithTraceIds {
-    fn default() -> Self {
-        Self {
-            inner: tracing_subscriber::fmt::format().json(),
-        }
-    }
+    dispatch: DispatchSlot,
 }
 
 impl<S, N> FormatEvent<S, N> for JsonWithTraceIds
@@ -72,7 +100,12 @@ where
     ) -> std::fmt::Result {
         // Before formatting: the ids are read through the span's
         // extensions, which formatting may hold.
-        let ids = exported_span(ctx);
+        let ids = self
+            .dispatch
+            .0
+            .get()
+            .and_then(WeakDispatch::upgrade)
+            .and_then(|dispatch| exported_span(ctx, &dispatch));
         let mut line = String::new();
         self.inner
             .format_event(ctx, Writer::new(&mut line), event)?;
@@ -82,15 +115,14 @@ where
 
 /// The span context of the innermost span around the event that the
 /// OpenTelemetry layer exports (spans below INFO are not exported).
-fn exported_span<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<SpanContext>
+fn exported_span<S, N>(ctx: &FmtContext<'_, S, N>, dispatch: &Dispatch) -> Option<SpanContext>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let innermost = ctx.parent_span()?;
     innermost.scope().find_map(|span| {
-        let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
+        let cx = tracing_opentelemetry::get_otel_context(&span.id(), dispatch)?;
         let span_context = cx.span().span_context().clone();
         span_context.is_valid().then_some(span_context)
     })
@@ -132,6 +164,50 @@ mod tests {
             error.to_string(),
             "LOG_FORMAT: expected text or json, got \"yaml\""
         );
+    }
+
+    /// Log lines written into memory.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_json_line_carries_the_ids_of_its_exported_span() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(json_layer(move || writer.clone()))
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let expected = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any span");
+            let span = tracing::info_span!("request");
+            let _entered = span.enter();
+            tracing::info!(answer = 42, "inside");
+            span.context().span().span_context().clone()
+        });
+        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
+        assert_eq!(lines[1]["fields"]["answer"], 42);
+        assert_eq!(lines[1]["trace_id"], expected.trace_id().to_string());
+        assert_eq!(lines[1]["span_id"], expected.span_id().to_string());
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub(crate) fn api(faults: Faults) -> OpenApiRouter {
             description = "No ADMIN_TOKEN configured, or fault switches are disabled (FAULTS_ENABLED is not true)"),
     ))]
 async fn list_faults(_: Admin, State(faults): State<Faults>) -> Result<Json<Document>, Problem> {
-    enabled(&faults)?;
+    if let Some(refused) = disabled(&faults) {
+        return Err(refused);
+    }
     Ok(Json(faults.document()))
 }
 
@@ -52,20 +54,25 @@ async fn change_fault(
     body: Result<ApiJson<Change>, Problem>,
 ) -> Result<Json<Document>, Problem> {
     // Disabled first: without FAULTS_ENABLED nothing about the body matters.
-    enabled(&faults)?;
+    if let Some(refused) = disabled(&faults) {
+        return Err(refused);
+    }
     let ApiJson(change) = body?;
     faults.apply(&change).map(Json).map_err(Problem::validation)
 }
 
-fn enabled(faults: &Faults) -> Result<(), Problem> {
+/// The 403 of a service without `FAULTS_ENABLED=true`, if it is one.
+fn disabled(faults: &Faults) -> Option<Problem> {
     if faults.is_enabled() {
-        return Ok(());
+        return None;
     }
-    Err(Problem::new(StatusCode::FORBIDDEN)
-        .with_type("/problems/faults-disabled")
-        .with_title("Fault switches are disabled")
-        .with_detail(
-            "this service runs without FAULTS_ENABLED=true, so its fault switches cannot be \
+    Some(
+        Problem::new(StatusCode::FORBIDDEN)
+            .with_type("/problems/faults-disabled")
+            .with_title("Fault switches are disabled")
+            .with_detail(
+                "this service runs without FAULTS_ENABLED=true, so its fault switches cannot be \
              read or changed (a demo setting; production leaves it unset)",
-        ))
+            ),
+    )
 }
