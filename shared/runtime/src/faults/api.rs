@@ -9,6 +9,7 @@ use crate::http::{ApiJson, Problem};
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
+use utoipa::IntoResponses;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,14 +20,28 @@ pub(crate) fn api(faults: Faults) -> OpenApiRouter {
         .with_state(faults)
 }
 
+/// Who may not use the switches, as documented responses.
+#[derive(Debug, IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "documentation only: the Admin extractor and `disabled` build these problems"
+)]
+enum Refusals {
+    /// No `Authorization: Bearer`, or not the `ADMIN_TOKEN`.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// No `ADMIN_TOKEN` configured, or fault switches are disabled
+    /// (`FAULTS_ENABLED` is not `true`).
+    #[response(status = 403, content_type = "application/problem+json")]
+    Off(Problem),
+}
+
 /// The fault switches of this service and their state.
 #[utoipa::path(get, path = "/faults", tag = "faults",
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The switches", body = Document),
-        (status = 401, body = Problem, content_type = "application/problem+json", description = "No admin token, or not the right one"),
-        (status = 403, body = Problem, content_type = "application/problem+json",
-            description = "No ADMIN_TOKEN configured, or fault switches are disabled (FAULTS_ENABLED is not true)"),
+        Refusals,
     ))]
 async fn list_faults(_: Admin, State(faults): State<Faults>) -> Result<Json<Document>, Problem> {
     if let Some(refused) = disabled(&faults) {
@@ -42,9 +57,7 @@ async fn list_faults(_: Admin, State(faults): State<Faults>) -> Result<Json<Docu
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Changed; every switch as it is now", body = Document),
-        (status = 401, body = Problem, content_type = "application/problem+json", description = "No admin token, or not the right one"),
-        (status = 403, body = Problem, content_type = "application/problem+json",
-            description = "No ADMIN_TOKEN configured, or fault switches are disabled (FAULTS_ENABLED is not true)"),
+        Refusals,
         (status = 422, body = Problem, content_type = "application/problem+json",
             description = "An unknown switch, a parameter it does not take, or a value out of range"),
     ))]
