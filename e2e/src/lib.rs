@@ -12,7 +12,8 @@
 //!   only that service's names, and each service runs as its own user,
 //! - the service processes (optionally several replicas of each consumer
 //!   service), each logging to `target/e2e-logs/<id>/<instance>.log`,
-//! - an OTLP receiver that collects every span the services export,
+//! - an OTLP receiver that collects every span the services export, and a
+//!   mail sink the Email service sends to,
 //! - and, at [`System::shutdown`] (or on drop, if the test failed first),
 //!   removing all of that again. A passing test's logs are deleted unless
 //!   `E2E_KEEP_LOGS` is set; a failing test's logs are kept and their path
@@ -39,6 +40,7 @@ pub mod otlp;
 pub mod poll;
 mod process;
 mod resources;
+mod smtp;
 mod system;
 
 pub use api::{
@@ -49,6 +51,7 @@ pub use console::{Console, JAEGER_UI_URL};
 pub use otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
 pub use poll::{Probe, eventually};
 pub use process::Service;
+pub use smtp::MailSink;
 pub use system::{Options, System};
 
 /// The SKUs Inventory seeds its catalog with; a system is ready for orders

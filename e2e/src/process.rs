@@ -71,11 +71,15 @@ pub(crate) struct Environment {
     pub(crate) amqp_url: String,
     pub(crate) broker_namespace: String,
     pub(crate) otlp_endpoint: String,
+    /// The Email service's `SMTP_URL` (the others send no mail).
+    pub(crate) smtp_url: String,
     pub(crate) rust_log: String,
     /// The Order service's `ORDER_DEADLINE` (the others ignore it).
     pub(crate) order_deadline: String,
     /// `ADMIN_TOKEN` of every service.
     pub(crate) admin_token: String,
+    /// `FAULTS_ENABLED` of every service.
+    pub(crate) faults_enabled: bool,
 }
 
 /// A started service process. `kill_on_drop` makes sure it does not outlive
@@ -112,40 +116,8 @@ impl ServiceProcess {
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", log.display()))?;
         let stderr = stdout.try_clone()?;
 
-        let mut command = Command::new(binary);
-        // A developer's own OpenTelemetry settings (a service name, a traces
-        // endpoint that overrides ours) must not leak into the test.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("OTEL_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .env("DATABASE_URL", database_url)
-            .env("AMQP_URL", &env.amqp_url)
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("BROKER_NAMESPACE", &env.broker_namespace)
-            .env("RETRY_DELAYS", RETRY_DELAYS)
-            .env("ORDER_DEADLINE", &env.order_deadline)
-            .env("ADMIN_TOKEN", &env.admin_token)
-            // The fault switches (GET/PUT /faults) are the tests' to flip.
-            .env("FAULTS_ENABLED", "true")
-            // Several processes and tests share one PostgreSQL: keep pools small.
-            .env("DATABASE_MAX_CONNECTIONS", "5")
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &env.otlp_endpoint)
-            // Export every 100 ms instead of every 5 s, so spans arrive quickly.
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env(
-                "OTEL_RESOURCE_ATTRIBUTES",
-                format!("service.instance.id={instance}"),
-            )
-            .env("RUST_LOG", &env.rust_log)
-            // Plain text in the log files, no colour escapes.
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .kill_on_drop(true);
+        let mut command = service_command(binary, service, &instance, database_url, port, env);
+        command.stdout(stdout).stderr(stderr);
         let child = command
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))?;
@@ -226,6 +198,15 @@ impl ServiceProcess {
             .map_err(Into::into)
     }
 
+    /// Waits for the process to exit by itself (a crash it was told to
+    /// have) and returns how it exited.
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .map_err(|_| anyhow::anyhow!("{} did not exit within {timeout:?}", self.instance))?
+            .map_err(Into::into)
+    }
+
     /// Kills the process and waits until it is gone.
     pub(crate) async fn stop(&mut self) -> anyhow::Result<()> {
         self.child
@@ -238,6 +219,53 @@ impl ServiceProcess {
     pub(crate) fn start_kill(&mut self) {
         let _ = self.child.start_kill();
     }
+}
+
+/// The command that starts `binary` as `instance` with the harness's
+/// environment (output not redirected yet).
+fn service_command(
+    binary: &Path,
+    service: Service,
+    instance: &str,
+    database_url: &str,
+    port: u16,
+    env: &Environment,
+) -> Command {
+    let mut command = Command::new(binary);
+    // A developer's own OpenTelemetry settings (a service name, a traces
+    // endpoint that overrides ours) must not leak into the test.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("DATABASE_URL", database_url)
+        .env("AMQP_URL", &env.amqp_url)
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("BROKER_NAMESPACE", &env.broker_namespace)
+        .env("RETRY_DELAYS", RETRY_DELAYS)
+        .env("ORDER_DEADLINE", &env.order_deadline)
+        .env("ADMIN_TOKEN", &env.admin_token)
+        .env("FAULTS_ENABLED", env.faults_enabled.to_string())
+        // Several processes and tests share one PostgreSQL: keep pools small.
+        .env("DATABASE_MAX_CONNECTIONS", "5")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &env.otlp_endpoint)
+        // Export every 100 ms instead of every 5 s, so spans arrive quickly.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            format!("service.instance.id={instance}"),
+        )
+        .env("RUST_LOG", &env.rust_log)
+        // Plain text in the log files, no colour escapes.
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if service == Service::Email {
+        command.env("SMTP_URL", &env.smtp_url);
+    }
+    command
 }
 
 /// A process ended before it became ready.

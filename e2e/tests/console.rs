@@ -10,7 +10,7 @@
 //! Needs `chromium` and `chromium-driver` (scripts/test installs them).
 
 use e2e::browser::Browser;
-use e2e::{Console, Options, Service, System};
+use e2e::{Console, Options, System};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,7 +65,9 @@ async fn an_order_its_dead_letter_and_its_replay_in_the_console() -> anyhow::Res
         Browser::available(),
         "chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver; scripts/test does)"
     );
-    let options = Options::default().with_order_deadline(Duration::from_secs(300));
+    let options = Options::default()
+        .with_order_deadline(Duration::from_secs(300))
+        .with_fault_switches();
     let system = System::start(options).await?;
     let console = system.start_console().await?;
     let browser = Browser::start(system.log_dir()).await?;
@@ -128,16 +130,10 @@ async fn an_order_its_dead_letter_and_its_replay_in_the_console() -> anyhow::Res
         |page| page.contains("<h2>payment</h2>"),
     )
     .await?;
-    if !faults.contains("id=\"switch-payment-fail_permanent\"") {
-        browser.screenshot(&shots.join("faults.png")).await?;
-        println!(
-            "SKIPPED: the fault-switch steps (Payment answers no fail_permanent switch: GET /faults is not in this build)"
-        );
-        poisoned_dead_letter(&system, &browser, &console, &shots).await?;
-        browser.quit().await?;
-        console.stop().await?;
-        return system.shutdown().await;
-    }
+    anyhow::ensure!(
+        faults.contains("id=\"switch-payment-fail_permanent\""),
+        "Payment offers the fail_permanent switch"
+    );
     fault_to_dead_letter_and_replay(&system, &browser, &console, &shots).await?;
     browser.quit().await?;
     console.stop().await?;
@@ -230,51 +226,5 @@ async fn fault_to_dead_letter_and_replay(
         |page| page.contains("CONFIRMED</span>"),
     )
     .await?;
-    Ok(())
-}
-
-/// Without fault switches: a message Payment cannot read, published to its
-/// queue, is dead-lettered as poison; the console shows it.
-async fn poisoned_dead_letter(
-    system: &System,
-    browser: &Browser,
-    console: &Console,
-    shots: &Path,
-) -> anyhow::Result<()> {
-    let topology = system.topology()?;
-    let connection = checkout_messaging::connect(system.admin_broker_url(), "e2e poison").await?;
-    let channel = connection.create_channel().await?;
-    let queue = topology.queue(Service::Payment.name());
-    channel
-        .basic_publish(
-            lapin::types::ShortString::from(""),
-            lapin::types::ShortString::from(queue.as_str()),
-            lapin::options::BasicPublishOptions::default(),
-            b"{\"not\": \"an envelope\"}",
-            lapin::BasicProperties::default().with_message_id(lapin::types::ShortString::from(
-                "poison-from-the-console-test",
-            )),
-        )
-        .await?;
-    let _ = connection
-        .close(200, lapin::types::ShortString::from("done"))
-        .await;
-    let page = wait_for_page(
-        system,
-        browser,
-        console,
-        "/dead-letters/payment",
-        "the poison dead letter",
-        |page| page.contains("poison-from-the-console-test"),
-    )
-    .await?;
-    assert!(page.contains("<td>poison</td>"), "grouped by its reason");
-    browser.screenshot(&shots.join("dead-letters.png")).await?;
-    browser.click("#letters a").await?;
-    assert!(
-        browser.source().await?.contains("x-dead-letter-reason"),
-        "the letter's headers"
-    );
-    browser.screenshot(&shots.join("dead-letter.png")).await?;
     Ok(())
 }

@@ -15,10 +15,12 @@
 mod attacks;
 mod faults;
 mod forged;
+mod invariants;
 mod outcomes;
 mod rejected;
 mod replicas;
 mod stranded;
+mod switches;
 mod trace;
 
 use e2e::System;

@@ -14,7 +14,7 @@ pub mod settings;
 mod store;
 
 use checkout_events::{EmailInbox, Inbox as _};
-use checkout_runtime::{Config, Runtime, ServiceInfo};
+use checkout_runtime::{Config, Runtime, ServiceInfo, Switch};
 
 pub use checkout_runtime::Application;
 use sqlx::migrate::Migrator;
@@ -48,9 +48,10 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
 pub async fn build_with(config: Config, mail: Settings) -> anyhow::Result<Application> {
     let mut runtime = Runtime::start(SERVICE, config, &MIGRATOR).await?;
     runtime.spawn_consumer(handler::Notifier);
+    let faults = runtime.offer_faults(&[Switch::SmtpRefuse]);
     match mail.transport.clone() {
         Some(transport) => {
-            let sender = sender::Sender::new(runtime.pool().clone(), transport, mail);
+            let sender = sender::Sender::new(runtime.pool().clone(), transport, mail, faults);
             runtime.spawn_task(sender.run(runtime.shutdown_token()));
         }
         None => tracing::info!("SMTP_URL is not set: mails are recorded, not sent"),

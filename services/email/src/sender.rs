@@ -23,6 +23,7 @@
 
 use crate::settings::{Settings, Transport};
 use crate::store::{self, Mark, NOTIFY_CHANNEL, Unsent};
+use checkout_runtime::{Faults, Switch};
 use checkout_telemetry::propagation::{adopt_parent, context_from_map};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
@@ -39,6 +40,8 @@ pub(crate) struct Sender {
     pool: PgPool,
     transport: Transport,
     config: Settings,
+    /// `smtp_refuse` refuses a send here, before the server is asked.
+    faults: Faults,
 }
 
 /// How one attempt ended.
@@ -51,11 +54,17 @@ enum Attempt {
 }
 
 impl Sender {
-    pub(crate) fn new(pool: PgPool, transport: Transport, config: Settings) -> Self {
+    pub(crate) fn new(
+        pool: PgPool,
+        transport: Transport,
+        config: Settings,
+        faults: Faults,
+    ) -> Self {
         Self {
             pool,
             transport,
             config,
+            faults,
         }
     }
 
@@ -161,6 +170,10 @@ impl Sender {
             Ok(message) => message,
             Err(error) => return Attempt::Permanent(error),
         };
+        if self.faults.strikes(Switch::SmtpRefuse) {
+            // What a server answering 421 (service not available) looks like.
+            return Attempt::Transient("421 refused by the fault switch smtp_refuse".to_owned());
+        }
         match self.transport.send(message).await {
             Ok(_) => Attempt::Sent,
             Err(error) if error.is_permanent() => Attempt::Permanent(error.to_string()),

@@ -19,7 +19,7 @@ mod store;
 use anyhow::Context as _;
 use checkout_events::{Inbox as _, InventoryInbox};
 use checkout_messaging::Outbox;
-use checkout_runtime::{Config, Runtime, ServiceInfo};
+use checkout_runtime::{Config, Runtime, ServiceInfo, Switch};
 use sqlx::migrate::Migrator;
 
 /// Who this service is: its queue, binary, database and port.
@@ -53,6 +53,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         .await
         .context("cannot announce the catalog")?;
     runtime.register_relay();
+    runtime.offer_faults(&[Switch::FailTransient, Switch::FailPermanent]);
     runtime.spawn_consumer(InventoryHandler);
     let api = routes::api(runtime.pool().clone());
     Ok(runtime.with_api(api))

@@ -108,6 +108,7 @@ pub(crate) async fn announce(
             };
             let emitted = OUTBOX.emit_envelope(tx, &event, cause).await?;
             timeline::record(tx, order_id, &emitted).await?;
+            crate::metrics::record_completion(tx, order_id, "CONFIRMED").await?;
         }
         Transition::Cancelled(reason) => {
             let event = OrderCancelled {
@@ -118,6 +119,7 @@ pub(crate) async fn announce(
             };
             let emitted = OUTBOX.emit_envelope(tx, &event, cause).await?;
             timeline::record(tx, order_id, &emitted).await?;
+            crate::metrics::record_completion(tx, order_id, "CANCELLED").await?;
         }
         Transition::Duplicate | Transition::Recorded | Transition::Late => {}
     }

@@ -59,7 +59,7 @@ pub async fn build_with(config: Config, settings: Settings) -> anyhow::Result<Ap
     let mut runtime = Runtime::start(SERVICE, config, &MIGRATOR)
         .await?
         .with_collector(metrics::orders_by_status);
-    metrics::describe();
+    metrics::describe(settings.order_deadline);
     runtime.register_relay();
     runtime.spawn_consumer(handler::OrderHandler);
     let deadline = settings.order_deadline;

@@ -15,14 +15,24 @@ use checkout_events::{
 };
 use checkout_messaging::claim::lock_or_tombstone;
 use checkout_messaging::{Cause, Handler, HandlerError, Outcome};
+use checkout_runtime::Faults;
 use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
 /// The Payment service's consumer handler: what the consumer runs for every
 /// delivery, public so tests can apply events without a broker.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PaymentHandler;
+#[derive(Debug, Clone, Default)]
+pub struct PaymentHandler {
+    faults: Faults,
+}
+
+impl PaymentHandler {
+    /// A handler whose provider answers through `faults`' `decline` switch.
+    pub fn new(faults: Faults) -> Self {
+        Self { faults }
+    }
+}
 
 impl Handler for PaymentHandler {
     async fn handle(
@@ -34,7 +44,9 @@ impl Handler for PaymentHandler {
             return Ok(Outcome::Ignored);
         };
         match event {
-            PaymentInbox::PaymentRequested(event) => charge(tx, envelope, &event).await?,
+            PaymentInbox::PaymentRequested(event) => {
+                charge(tx, envelope, &event, &self.faults).await?
+            }
             PaymentInbox::OrderCancelled(event) => refund(tx, envelope, &event).await?,
         }
         Ok(Outcome::Applied)
@@ -48,12 +60,13 @@ async fn charge(
     tx: &mut PgConnection,
     envelope: &Envelope,
     event: &PaymentRequested,
+    faults: &Faults,
 ) -> Result<(), HandlerError> {
     // The simulated provider is a pure function, so its answer can go into
     // the very statement that claims the order: a lost claim then costs
     // nothing. (A real provider would be called after the claim, with the
     // payment id as its idempotency key.)
-    let outcome = provider::charge(&event.card_token);
+    let outcome = provider::charge_unless_declined(&event.card_token, faults);
     let (status, reason) = match &outcome {
         Charge::Captured => (Status::Captured, None),
         Charge::Declined { reason } => (Status::Declined, Some(reason.as_str())),

@@ -16,7 +16,7 @@ mod store;
 
 use checkout_events::{Inbox as _, PaymentInbox};
 use checkout_messaging::Outbox;
-use checkout_runtime::{Config, Runtime, ServiceInfo};
+use checkout_runtime::{Config, Runtime, ServiceInfo, Switch};
 use sqlx::migrate::Migrator;
 
 /// Who this service is: its queue, binary, database and port.
@@ -41,7 +41,12 @@ pub use handler::PaymentHandler;
 pub async fn build(config: Config) -> anyhow::Result<Application> {
     let mut runtime = Runtime::start(SERVICE, config, &MIGRATOR).await?;
     runtime.register_relay();
-    runtime.spawn_consumer(PaymentHandler);
+    let faults = runtime.offer_faults(&[
+        Switch::Decline,
+        Switch::FailTransient,
+        Switch::FailPermanent,
+    ]);
+    runtime.spawn_consumer(PaymentHandler::new(faults));
     let api = routes::api(runtime.pool().clone());
     Ok(runtime.with_api(api))
 }

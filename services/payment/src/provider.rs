@@ -5,6 +5,8 @@
 //! is the handler's job; a real provider would be called there, with the
 //! payment id as the idempotency key.
 
+use checkout_runtime::{Faults, Switch};
+
 /// The card token that is always declined.
 pub const DECLINED_TOKEN: &str = "tok_decline";
 
@@ -30,6 +32,17 @@ pub fn charge(card_token: &str) -> Charge {
     } else {
         Charge::Captured
     }
+}
+
+/// [`charge`], unless the `decline` fault switch of `faults` strikes
+/// first: then the card is declined as a provider would decline it.
+pub fn charge_unless_declined(card_token: &str, faults: &Faults) -> Charge {
+    if faults.strikes(Switch::Decline) {
+        return Charge::Declined {
+            reason: "declined by the fault switch decline".to_owned(),
+        };
+    }
+    charge(card_token)
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub const VARIABLES: &[&str] = &[
     "HTTP_HEADER_TIMEOUT",
     "HTTP_REQUEST_TIMEOUT",
     "HTTP_MAX_CONCURRENT_REQUESTS",
+    "FAULTS_ENABLED",
 ];
 
 /// `OTEL_SERVICE_NAME`: the service name in traces, read by
@@ -81,6 +82,9 @@ pub struct Config {
     /// `HTTP_MAX_CONCURRENT_REQUESTS`: what one client may hold of the
     /// HTTP server.
     pub http_limits: HttpLimits,
+    /// `FAULTS_ENABLED`: `true` serves the fault switches (`/faults`) for a
+    /// demo; unset or `false`, they are refused (403) and never strike.
+    pub faults_enabled: bool,
 }
 
 /// Bounds on what clients may hold of a service's HTTP server, so a slow
@@ -163,6 +167,7 @@ impl Config {
                 .map(|raw| AdminToken::parse(&raw).map_err(|e| invalid("ADMIN_TOKEN", e)))
                 .transpose()?,
             http_limits: HttpLimits::from_lookup(get)?,
+            faults_enabled: flag("FAULTS_ENABLED", get("FAULTS_ENABLED"))?,
         })
     }
 }
@@ -209,6 +214,19 @@ pub fn duration(variable: &'static str, raw: &str) -> Result<Duration, ConfigErr
         _ => Err(invalid(
             variable,
             format!("expected one duration like 10s, got {raw:?}"),
+        )),
+    }
+}
+
+/// `true` or `false` (any case); unset is `false`.
+fn flag(variable: &'static str, raw: Option<String>) -> Result<bool, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(invalid(
+            variable,
+            format!("expected true or false, got {v:?}"),
         )),
     }
 }
@@ -268,6 +286,26 @@ mod tests {
         assert_eq!(config.http_limits.header_timeout, Duration::from_secs(5));
         assert_eq!(config.http_limits.request_timeout, Duration::from_secs(10));
         assert_eq!(config.http_limits.max_concurrent_requests, 512);
+        assert!(!config.faults_enabled, "fault switches are off");
+    }
+
+    #[test]
+    fn fault_switches_are_enabled_only_by_true() {
+        assert!(
+            config(&[("FAULTS_ENABLED", "true")])
+                .expect("valid")
+                .faults_enabled
+        );
+        assert!(
+            config(&[("FAULTS_ENABLED", "TRUE")])
+                .expect("valid")
+                .faults_enabled
+        );
+        assert!(
+            !config(&[("FAULTS_ENABLED", "false")])
+                .expect("valid")
+                .faults_enabled
+        );
     }
 
     #[test]
@@ -344,6 +382,7 @@ mod tests {
             ("HTTP_REQUEST_TIMEOUT", "0ms"),
             ("HTTP_MAX_CONCURRENT_REQUESTS", "0"),
             ("HTTP_MAX_CONCURRENT_REQUESTS", "lots"),
+            ("FAULTS_ENABLED", "yes"),
         ] {
             let error = config(&[(variable, value)]).expect_err("must be refused");
             assert_eq!(error.variable, variable);

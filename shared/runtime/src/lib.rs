@@ -13,6 +13,8 @@
 //!   endpoints (the [`admin::Admin`] extractor);
 //! - `server`: the HTTP/1 server with its header read timeout, request
 //!   timeout and bound on concurrent requests ([`config::HttpLimits`]);
+//! - [`faults`]: the fault switches (`GET/PUT /faults`, `FAULTS_ENABLED`)
+//!   and the delivery faults around every consumer handler;
 //! - [`metrics`]: the Prometheus recorder and `GET /metrics`, with HTTP
 //!   request metrics and gauges read from the database at scrape time;
 //! - `openapi`: the OpenAPI 3.1 document generated from a service's routes,
@@ -22,6 +24,7 @@
 pub mod admin;
 mod application;
 pub mod config;
+pub mod faults;
 pub mod http;
 mod launch;
 pub mod metrics;
@@ -33,6 +36,7 @@ mod signal;
 
 pub use application::{Application, BrokerStatus};
 pub use config::{Config, ConfigError, HttpLimits, ServiceInfo};
+pub use faults::{Faults, Switch};
 pub use launch::launch;
 pub use runtime::Runtime;
 pub use server::serve;

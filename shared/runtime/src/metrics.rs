@@ -42,9 +42,10 @@ pub const OUTBOX_OLDEST_AGE: &str = "checkout_outbox_oldest_unpublished_age_seco
 pub const OUTBOX_PARKED: &str = "checkout_outbox_parked";
 
 /// Histogram buckets (seconds) for handler and request latency: from a
-/// fast local commit to a message that waited out a retry pause.
+/// fast local commit to a message that waited out a retry pause, and on
+/// to an order that waited for its deadline (`ORDER_DEADLINE`, 30 s).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Sets gauges from the service's database just before `/metrics` renders.
@@ -103,6 +104,7 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 
 fn describe() {
     checkout_messaging::metrics::describe();
+    crate::faults::describe();
     metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests served, by route and status");
     metrics::describe_histogram!(
         HTTP_REQUEST_DURATION,

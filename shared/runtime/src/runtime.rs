@@ -20,6 +20,7 @@
 
 use crate::application::Application;
 use crate::config::{Config, ServiceInfo};
+use crate::faults::{Faults, Switch, delivery::Faulty};
 use crate::metrics::{self, Collector};
 use crate::session::{DEPTH_EVERY, Role};
 use anyhow::Context as _;
@@ -52,6 +53,7 @@ pub struct Runtime {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) broker_up: Arc<AtomicBool>,
+    pub(crate) faults: Faults,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -95,6 +97,7 @@ impl Runtime {
             .await
             .context("cannot migrate the service's tables")?;
 
+        let faults_enabled = config.faults_enabled;
         let mut runtime = Self {
             service,
             config,
@@ -107,6 +110,7 @@ impl Runtime {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             broker_up: Arc::new(AtomicBool::new(false)),
+            faults: Faults::new(service.name, faults_enabled),
         };
         runtime.watch_depths();
         Ok(runtime)
@@ -178,12 +182,20 @@ impl Runtime {
         }));
     }
 
-    /// Registers a consumer of this service's queue with `handler`: it runs
+    /// The service's fault switches, offering `switches` besides `delay`
+    /// and `crash_before_ack` (see [`crate::faults`]).
+    pub fn offer_faults(&self, switches: &[Switch]) -> Faults {
+        self.faults.offer(switches);
+        self.faults.clone()
+    }
+
+    /// Registers a consumer of this service's queue with `handler` (behind
+    /// the delivery fault switches): it runs
     /// in every broker session once the service runs.
     pub fn spawn_consumer<H: Handler>(&mut self, handler: H) {
         let consumer = Consumer::new(
             self.pool.clone(),
-            handler,
+            Faulty::new(handler, self.faults.clone()),
             &self.topology,
             self.service.name,
         )
@@ -211,8 +223,10 @@ impl Runtime {
     }
 
     /// The service ready to run, with its documented routes: `api`'s
-    /// routes plus `/openapi.json` and `/docs` (see the `openapi` module).
+    /// routes plus `/faults`, `/openapi.json` and `/docs` (see the
+    /// `openapi` module).
     pub fn with_api(self, api: utoipa_axum::router::OpenApiRouter) -> Application {
+        let api = api.merge(crate::faults::api::api(self.faults.clone()));
         let routes = crate::openapi::router(&self.service, api);
         self.with_routes(routes)
     }

@@ -6,7 +6,10 @@
 //! What it does not own: which spans exist. Those are made where the work
 //! happens (HTTP layer, relay, consumer), with the helpers of [`propagation`].
 
+pub mod log_format;
 pub mod propagation;
+
+pub use log_format::LogFormat;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
@@ -26,6 +29,9 @@ pub enum TelemetryError {
     /// The OTLP exporter could not be built (bad endpoint).
     #[error("OTEL_EXPORTER_OTLP_ENDPOINT: cannot build the OTLP exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// `LOG_FORMAT` is neither `text` nor `json`.
+    #[error(transparent)]
+    LogFormat(#[from] log_format::InvalidLogFormat),
     /// A global subscriber was already installed.
     #[error("a tracing subscriber is already installed: {0}")]
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
@@ -57,12 +63,15 @@ pub const VARIABLES: &[&str] = &[
     "RUST_LOG",
     "OTEL_SDK_DISABLED",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    log_format::VARIABLE,
 ];
 
 /// Installs the global subscriber and propagator for `service_name`.
 ///
 /// - Logs go to stderr, filtered by `RUST_LOG` (default `info`); every line
-///   inside a request or message span carries that span's `trace_id`.
+///   inside a request or message span carries that span's `trace_id`. With
+///   `LOG_FORMAT=json` each line is one JSON object with the `trace_id` and
+///   `span_id` of its span ([`log_format`]).
 /// - Spans are exported over OTLP/HTTP to `OTEL_EXPORTER_OTLP_ENDPOINT`
 ///   (default `http://localhost:4318`) in batches, unless
 ///   `OTEL_SDK_DISABLED=true`.
@@ -73,10 +82,8 @@ pub fn init(service_name: &str) -> Result<Guard, TelemetryError> {
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives)?,
         _ => EnvFilter::new("info"),
     };
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(true)
-        .with_filter(filter);
+    let format = LogFormat::parse(std::env::var(log_format::VARIABLE).ok().as_deref())?;
+    let fmt = fmt_layer(format).with_filter(filter);
 
     let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
     let provider = if disabled {
@@ -116,4 +123,19 @@ pub fn init(service_name: &str) -> Result<Guard, TelemetryError> {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
     Ok(Guard { provider })
+}
+
+/// The log layer writing to stderr in `format`.
+fn fmt_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    match format {
+        LogFormat::Text => Box::new(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(true),
+        ),
+        LogFormat::Json => Box::new(log_format::json_layer(std::io::stderr)),
+    }
 }

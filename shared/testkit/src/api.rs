@@ -22,7 +22,12 @@ pub const SHARED_OPERATIONS: &[&str] = &[
     "GET /health/ready",
     "GET /openapi.json",
     "GET /docs",
+    "GET /faults",
+    "PUT /faults",
 ];
+
+/// The operations every service has that need the admin token.
+pub const SHARED_ADMIN_OPERATIONS: &[&str] = &["GET /faults", "PUT /faults"];
 
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",

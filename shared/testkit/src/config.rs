@@ -24,6 +24,8 @@ pub fn isolated_config(service: &ServiceInfo, database: &TestDatabase) -> Config
         shutdown_timeout: std::time::Duration::from_secs(5),
         admin_token: Some(new_admin_token()),
         http_limits: checkout_runtime::HttpLimits::default(),
+        // Every switch starts off; tests may switch them on through /faults.
+        faults_enabled: true,
     }
 }
 

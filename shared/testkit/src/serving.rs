@@ -137,6 +137,11 @@ where
 }
 
 impl Running {
+    /// The configuration it runs with (to publish into its namespace, say).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Its `Authorization` header value for admin endpoints (`Bearer …`).
     pub fn admin_authorization(&self) -> String {
         admin_authorization(&self.config)

@@ -220,3 +220,41 @@ async fn a_permanent_refusal_gives_the_mail_up_with_the_reason() {
     assert!(receiver.mails().is_empty());
     service.stop().await;
 }
+
+#[tokio::test]
+async fn the_smtp_refuse_switch_holds_mail_back_until_it_is_off() {
+    let receiver = Receiver::start(Vec::new()).await;
+    let service = start(&receiver).await;
+    let switch = async |on: bool| {
+        let response = reqwest::Client::new()
+            .put(format!("{}/faults", service.address))
+            .header("authorization", admin_authorization(&service.config))
+            .json(&serde_json::json!({ "name": "smtp_refuse", "on": on }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200, "smtp_refuse {on}");
+    };
+    switch(true).await;
+    let event = confirmed(OrderId::new());
+
+    publish(&service.config, &event).await.expect("published");
+
+    let refused = service
+        .emails_until(event.order_id, |emails| {
+            emails.len() == 1 && emails[0].attempts >= 2
+        })
+        .await;
+    assert_eq!(refused[0].status, "pending", "{refused:?}");
+    let error = refused[0].last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("smtp_refuse"), "{error}");
+    assert!(receiver.mails().is_empty(), "nothing reached the server");
+
+    switch(false).await;
+    let emails = service
+        .emails_until(event.order_id, status_is("sent"))
+        .await;
+    assert_eq!(emails[0].status, "sent", "{emails:?}");
+    assert_eq!(receiver.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    service.stop().await;
+}

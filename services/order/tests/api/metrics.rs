@@ -1,10 +1,11 @@
-//! `GET /metrics`, and the Grafana dashboard in `deploy/` checked against it:
-//! every metric a panel (or the dashboard's variable) queries must be one
-//! the service really exports, after real traffic of every kind.
+//! `GET /metrics`, and the Grafana dashboard and the Prometheus alerts in
+//! `deploy/` checked against it: every metric a panel (or the dashboard's
+//! variable) or an alert queries must be one the service really exports,
+//! after real traffic of every kind.
 
 use crate::helpers::{TestApp, spawn_app};
 use crate::saga::placed_order;
-use checkout_events::{Currency, Event, Money, OrderId, PaymentCaptured};
+use checkout_events::{Currency, Event, Money, OrderId, PaymentCaptured, PaymentFailed};
 use checkout_testkit::{publish, publish_raw};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -14,6 +15,17 @@ const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../deploy/grafana/dashboards/checkout.json"
 );
+
+const ALERTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/prometheus/alerts.yml"
+);
+
+/// Every `checkout_*` name in the alert rules (expressions and comments).
+fn alert_metrics() -> BTreeSet<String> {
+    let raw = std::fs::read_to_string(ALERTS).expect("the alert rules are readable");
+    metric_names(&raw).collect()
+}
 
 /// Every `checkout_*` name in the dashboard: panel queries, the variable's
 /// query, wherever a PromQL string sits in the JSON.
@@ -99,7 +111,7 @@ async fn force_one_retry(app: &TestApp, order_id: OrderId) {
 }
 
 #[tokio::test]
-async fn the_dashboard_queries_only_series_the_service_exports() {
+async fn the_dashboard_and_the_alerts_query_only_series_the_service_exports() {
     let app = spawn_app().await;
     // An order over HTTP: request series, an outbox row, the relay's publish.
     let order_id = placed_order(&app).await;
@@ -113,12 +125,25 @@ async fn the_dashboard_queries_only_series_the_service_exports() {
     .expect("published");
     // A reply whose first attempt fails transiently: retried, then consumed.
     force_one_retry(&app, order_id).await;
+    // An order that ends: its time to completion is recorded.
+    let declined = app.place_keyboard_order().await;
+    let failed = PaymentFailed {
+        order_id: declined,
+        reason: "card declined".to_owned(),
+    };
+    publish(&app.config, &failed).await.expect("published");
 
     let wanted = dashboard_metrics();
     assert!(
         wanted.len() >= 8,
         "the dashboard names its metrics: {wanted:?}"
     );
+    let alerting = alert_metrics();
+    assert!(
+        alerting.len() >= 6,
+        "the alerts name their metrics: {alerting:?}"
+    );
+    let wanted: BTreeSet<String> = wanted.union(&alerting).cloned().collect();
     let until = Instant::now() + Duration::from_secs(15);
     let (exposition, missing) = loop {
         let exposition = scrape(&app).await;
@@ -131,7 +156,7 @@ async fn the_dashboard_queries_only_series_the_service_exports() {
     };
     assert!(
         missing.is_empty(),
-        "the dashboard queries {missing:?}, which the service does not export:\n{exposition}"
+        "the dashboard or an alert queries {missing:?}, which the service does not export:\n{exposition}"
     );
     assert!(
         exposition.contains(r#"service="order-service""#),

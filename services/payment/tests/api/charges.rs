@@ -190,7 +190,7 @@ async fn a_cancellation_racing_its_order_refunds_it() {
 
         // The charge is written but not committed when the cancellation
         // looks: it finds no row, and its tombstone claim waits for the charge.
-        checkout_testkit::race(&pool, PaymentHandler, &created, cancelled).await;
+        checkout_testkit::race(&pool, PaymentHandler::default(), &created, cancelled).await;
 
         assert_eq!(payments(&pool, order_id).await[0].status, "REFUNDED");
         assert_eq!(

@@ -96,7 +96,7 @@ async fn the_handler_applies_every_event_fixture_it_claims() {
         checkout_testkit::contract::check_consumer(
             &pool,
             SERVICE.name,
-            &PaymentHandler,
+            &PaymentHandler::default(),
             async || Uuid::now_v7(),
         )
         .await;

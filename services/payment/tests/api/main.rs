@@ -3,6 +3,7 @@
 //! `payments` row and the outbox), and the whole service over HTTP.
 
 mod charges;
+mod faults;
 mod http;
 mod shuffled;
 mod support;

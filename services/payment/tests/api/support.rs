@@ -13,7 +13,7 @@ use uuid::Uuid;
 pub(crate) async fn apply<E: Event>(pool: &PgPool, order_id: OrderId, event: &E) -> Outcome {
     let envelope =
         Envelope::new(event, "order-service", order_id.as_uuid(), None).expect("serializable");
-    checkout_testkit::handle(pool, &PaymentHandler, &envelope)
+    checkout_testkit::handle(pool, &PaymentHandler::default(), &envelope)
         .await
         .expect("handled")
 }

@@ -146,6 +146,7 @@ impl<H: Handler> Consumer<H> {
             Outcome::Applied => {
                 // Handlers emit their replies into the outbox.
                 crate::outbox::commit(tx).await?;
+                self.handler.committed(envelope);
             }
             // Not recording it keeps the inbox to what was really done.
             Outcome::Ignored => tx.rollback().await?,

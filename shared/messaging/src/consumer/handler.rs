@@ -110,4 +110,10 @@ pub trait Handler: Send + Sync + 'static {
         envelope: &Envelope,
         tx: &mut PgConnection,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+
+    /// Called once the transaction of an applied `envelope` has committed,
+    /// before its delivery is acked: the window in which a crash makes the
+    /// broker deliver an applied event again. Nothing by default (the
+    /// runtime's `crash_before_ack` fault switch exits here).
+    fn committed(&self, _envelope: &Envelope) {}
 }

@@ -2,7 +2,9 @@
 //! document marks as needing the bearer token, and that the live service
 //! refuses them without it (or refuses them all when it has no token).
 
-use super::{Operation, assert_problem_content_type, fetch_document, operations};
+use super::{
+    Operation, SHARED_ADMIN_OPERATIONS, assert_problem_content_type, fetch_document, operations,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -67,7 +69,8 @@ async fn call(
 
 /// Checks who may call what on the service at `base`, which runs with an
 /// `ADMIN_TOKEN` that `authorization` (`Bearer <token>`) carries: exactly
-/// the `expected` operations are documented as needing it, and the live
+/// the `expected` operations (plus [`SHARED_ADMIN_OPERATIONS`]) are
+/// documented as needing it, and the live
 /// service agrees — each of them answers 401 with `WWW-Authenticate:
 /// Bearer` to a request without the token, and to a wrong token (the
 /// right length with one character changed, a prefix, a longer one, another
@@ -77,7 +80,11 @@ pub async fn check_admin(base: &str, authorization: &str, expected: &[&str]) {
     let client = reqwest::Client::new();
     let document = fetch_document(&client, base).await;
     let secured = admin_operations(&document);
-    let wanted: BTreeSet<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+    let wanted: BTreeSet<String> = expected
+        .iter()
+        .chain(SHARED_ADMIN_OPERATIONS)
+        .map(|s| (*s).to_owned())
+        .collect();
     assert_eq!(secured, wanted, "the operations that need the admin token");
 
     let token = authorization
@@ -136,7 +143,8 @@ async fn assert_unauthorized(response: reqwest::Response, what: &str) {
 /// Checks the service at `base`, started without `ADMIN_TOKEN`: every
 /// operation its document marks as needing the token answers 403 — with
 /// or without a bearer header — with a problem that says how to switch
-/// the endpoints on (it names `ADMIN_TOKEN`). Returns how many there were.
+/// the endpoints on (it names `ADMIN_TOKEN`). Returns how many there were
+/// besides [`SHARED_ADMIN_OPERATIONS`] (which are checked too).
 pub async fn check_admin_off(base: &str) -> usize {
     let client = reqwest::Client::new();
     let document = fetch_document(&client, base).await;
@@ -159,5 +167,8 @@ pub async fn check_admin_off(base: &str) -> usize {
             );
         }
     }
-    secured.len()
+    for shared in SHARED_ADMIN_OPERATIONS {
+        assert!(secured.contains(*shared), "{shared} needs the admin token");
+    }
+    secured.len() - SHARED_ADMIN_OPERATIONS.len()
 }
