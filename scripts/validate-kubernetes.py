@@ -135,8 +135,9 @@ def main():
             core += 1
     if failures:
         sys.exit(f"validate-kubernetes: {failures} problem(s)")
+    source = "as kubectl kustomize renders them" if len(sys.argv) > 1 else "as the files list them"
     print(
-        f"validate-kubernetes: {len(docs)} objects valid: {core} core (Kubernetes "
+        f"validate-kubernetes: {len(docs)} objects ({source}) valid: {core} core (Kubernetes "
         f"{' and '.join(VERSIONS)} schemas, strict), {custom} of the operators' kinds "
         f"(their CRD schemas in deploy/kubernetes/crds/, strict)"
     )

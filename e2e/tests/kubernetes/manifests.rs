@@ -200,7 +200,7 @@ pub(crate) fn resources() -> Vec<String> {
 fn documents(file: &str) -> Vec<Object> {
     let text = read(&folder().join(file));
     serde_yaml::Deserializer::from_str(&text)
-        .map(|document| Value::deserialize(document))
+        .map(Value::deserialize)
         .filter_map(|value| match value {
             Ok(Value::Null) => None,
             Ok(value) => Some(Object {
