@@ -17,7 +17,7 @@ use std::time::Duration;
 #[path = "support/deployment.rs"]
 mod deployment;
 
-use deployment::{SERVICES, url_parts};
+use deployment::{SERVICES, readable, url_parts};
 
 fn deploy(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -246,13 +246,7 @@ fn each_service_gets_only_variables_its_code_reads_with_working_values() {
             .iter()
             .map(|(name, value)| (name.clone(), interpolated(value)))
             .collect();
-        let readable: BTreeSet<&str> = checkout_runtime::config::VARIABLES
-            .iter()
-            .chain(checkout_telemetry::VARIABLES)
-            .chain([&checkout_runtime::config::SERVICE_NAME_VARIABLE])
-            .chain(own)
-            .copied()
-            .collect();
+        let readable = readable(own);
         for variable in env.keys() {
             assert!(
                 readable.contains(variable.as_str()),

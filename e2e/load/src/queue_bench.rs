@@ -64,7 +64,10 @@ impl QueueBench {
         let deleted = async {
             let channel = publisher.create_channel().await?;
             channel
-                .queue_delete(ShortString::from(queue.as_str()), QueueDeleteOptions::default())
+                .queue_delete(
+                    ShortString::from(queue.as_str()),
+                    QueueDeleteOptions::default(),
+                )
                 .await
         }
         .await;
@@ -109,9 +112,33 @@ impl QueueBench {
             consumers.spawn(consume(deliveries, acked.clone(), self.messages));
         }
         let started = Instant::now();
-        let published = tokio::time::timeout(self.deadline, self.publish(&channel, queue))
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let payload = vec![b'x'; 600];
+        let properties = || {
+            BasicProperties::default()
+                .with_message_id(ShortString::from(Uuid::now_v7().to_string()))
+                .with_delivery_mode(2)
+        };
+        // Through the default exchange, straight to the queue by its name.
+        let target = Target {
+            exchange: "",
+            routing_key: queue,
+            mandatory: false,
+        };
+        let publishing = publish_confirmed(
+            &channel,
+            &target,
+            &payload,
+            self.messages,
+            self.in_flight,
+            properties,
+        );
+        tokio::time::timeout(self.deadline, publishing)
             .await
             .context("publishing took longer than the deadline")??;
+        let published = self.messages;
         let publish_time = started.elapsed();
         let left = self.deadline.saturating_sub(publish_time);
         tokio::time::timeout(left, async {
@@ -137,52 +164,69 @@ impl QueueBench {
             through_per_second: rate(through_time),
         })
     }
-
-    /// Publishes `messages` persistent messages with `in_flight` confirms
-    /// outstanding; every one must be acked.
-    async fn publish(&self, channel: &lapin::Channel, queue: &str) -> anyhow::Result<u32> {
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        let payload = vec![b'x'; 600];
-        let mut in_flight = VecDeque::with_capacity(self.in_flight);
-        for _ in 0..self.messages {
-            let properties = BasicProperties::default()
-                .with_message_id(ShortString::from(Uuid::now_v7().to_string()))
-                .with_delivery_mode(2);
-            let confirm = channel
-                .basic_publish(
-                    ShortString::from(""),
-                    ShortString::from(queue),
-                    BasicPublishOptions::default(),
-                    &payload,
-                    properties,
-                )
-                .await?;
-            in_flight.push_back(confirm);
-            if in_flight.len() >= self.in_flight.max(1)
-                && let Some(oldest) = in_flight.pop_front()
-            {
-                expect_ack(oldest.await?)?;
-            }
-        }
-        while let Some(confirm) = in_flight.pop_front() {
-            expect_ack(confirm.await?)?;
-        }
-        Ok(self.messages)
-    }
 }
 
 /// Acks every delivery, one by one, until `total` are acked in all.
 async fn consume(mut deliveries: lapin::Consumer, acked: Arc<AtomicU32>, total: u32) {
     while let Some(Ok(delivery)) = deliveries.next().await {
-        if delivery.acker.ack(BasicAckOptions::default()).await.is_err() {
+        if delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .is_err()
+        {
             return;
         }
         if acked.fetch_add(1, Ordering::Relaxed) + 1 >= total {
             return;
         }
     }
+}
+
+/// Where [`publish_confirmed`] publishes.
+pub(crate) struct Target<'a> {
+    pub(crate) exchange: &'a str,
+    pub(crate) routing_key: &'a str,
+    /// Whether an unroutable message counts as a failure.
+    pub(crate) mandatory: bool,
+}
+
+/// Publishes `messages` copies of `payload` to `target` on a channel in
+/// confirm mode, keeping `in_flight` confirms outstanding; every one must
+/// be acked (and, if mandatory, routed).
+pub(crate) async fn publish_confirmed(
+    channel: &lapin::Channel,
+    target: &Target<'_>,
+    payload: &[u8],
+    messages: u32,
+    in_flight: usize,
+    properties: impl Fn() -> BasicProperties,
+) -> anyhow::Result<()> {
+    let mut pending = VecDeque::with_capacity(in_flight);
+    for _ in 0..messages {
+        let confirm = channel
+            .basic_publish(
+                ShortString::from(target.exchange),
+                ShortString::from(target.routing_key),
+                BasicPublishOptions {
+                    mandatory: target.mandatory,
+                    ..BasicPublishOptions::default()
+                },
+                payload,
+                properties(),
+            )
+            .await?;
+        pending.push_back(confirm);
+        if pending.len() >= in_flight.max(1)
+            && let Some(oldest) = pending.pop_front()
+        {
+            expect_ack(oldest.await?)?;
+        }
+    }
+    while let Some(confirm) = pending.pop_front() {
+        expect_ack(confirm.await?)?;
+    }
+    Ok(())
 }
 
 fn expect_ack(confirmation: Confirmation) -> anyhow::Result<()> {

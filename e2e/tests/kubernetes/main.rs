@@ -16,7 +16,7 @@ mod manifests;
 mod network;
 mod platform;
 
-use deployment::{SERVICES, url_parts};
+use deployment::{SERVICES, readable, url_parts};
 use manifests::{Manifests, folder, references, resources};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -100,13 +100,7 @@ fn each_service_gets_only_variables_its_code_reads_with_working_values() {
     let manifests = Manifests::load();
     for (info, own) in SERVICES {
         let env = manifests.environment(info.name);
-        let readable: BTreeSet<&str> = checkout_runtime::config::VARIABLES
-            .iter()
-            .chain(checkout_telemetry::VARIABLES)
-            .chain([&checkout_runtime::config::SERVICE_NAME_VARIABLE])
-            .chain(own)
-            .copied()
-            .collect();
+        let readable = readable(own);
         check_variables(&manifests, info.name, &env, &readable);
         for required in [
             "DATABASE_URL",

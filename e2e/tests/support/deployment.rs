@@ -3,6 +3,7 @@
 //! taken apart.
 
 use checkout_runtime::ServiceInfo;
+use std::collections::BTreeSet;
 
 /// The four services and what each reads beyond the runtime's variables.
 pub(crate) const SERVICES: [(ServiceInfo, &[&str]); 4] = [
@@ -11,6 +12,18 @@ pub(crate) const SERVICES: [(ServiceInfo, &[&str]); 4] = [
     (inventory_service::SERVICE, &[]),
     (email_service::SERVICE, email_service::config::VARIABLES),
 ];
+
+/// Every variable a service's code reads: the runtime's, the telemetry's,
+/// the trace service name, and `own` (the service's own settings).
+pub(crate) fn readable(own: &[&'static str]) -> BTreeSet<&'static str> {
+    checkout_runtime::config::VARIABLES
+        .iter()
+        .chain(checkout_telemetry::VARIABLES)
+        .chain([&checkout_runtime::config::SERVICE_NAME_VARIABLE])
+        .chain(own)
+        .copied()
+        .collect()
+}
 
 /// `scheme://[user[:password]@]host[:port][/path]` → (user, password, host, port, path).
 pub(crate) fn url_parts(url: &str) -> (String, String, String, Option<u16>, String) {
