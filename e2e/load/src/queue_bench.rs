@@ -95,46 +95,9 @@ impl QueueBench {
             .await
             .context("the consumers' connection")?;
         let acked = Arc::new(AtomicU32::new(0));
-        let mut consumers = tokio::task::JoinSet::new();
-        for i in 0..self.consumers.max(1) {
-            let channel = consuming.create_channel().await?;
-            channel
-                .basic_qos(self.prefetch, BasicQosOptions { global: false })
-                .await?;
-            let deliveries = channel
-                .basic_consume(
-                    ShortString::from(queue),
-                    ShortString::from(format!("bench-{i}")),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            consumers.spawn(consume(deliveries, acked.clone(), self.messages));
-        }
+        let mut consumers = self.consume(&consuming, queue, &acked).await?;
         let started = Instant::now();
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        let payload = vec![b'x'; 600];
-        let properties = || {
-            BasicProperties::default()
-                .with_message_id(ShortString::from(Uuid::now_v7().to_string()))
-                .with_delivery_mode(2)
-        };
-        // Through the default exchange, straight to the queue by its name.
-        let target = Target {
-            exchange: "",
-            routing_key: queue,
-            mandatory: false,
-        };
-        let publishing = publish_confirmed(
-            &channel,
-            &target,
-            &payload,
-            self.messages,
-            self.in_flight,
-            properties,
-        );
+        let publishing = self.publish(&channel, queue);
         tokio::time::timeout(self.deadline, publishing)
             .await
             .context("publishing took longer than the deadline")??;
@@ -164,10 +127,66 @@ impl QueueBench {
             through_per_second: rate(through_time),
         })
     }
+
+    /// Publishes the messages to `queue` through the default exchange with
+    /// confirms, `in_flight` outstanding.
+    async fn publish(&self, channel: &lapin::Channel, queue: &str) -> anyhow::Result<()> {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let payload = vec![b'x'; 600];
+        let properties = || {
+            BasicProperties::default()
+                .with_message_id(ShortString::from(Uuid::now_v7().to_string()))
+                .with_delivery_mode(2)
+        };
+        // Through the default exchange, straight to the queue by its name.
+        let target = Target {
+            exchange: "",
+            routing_key: queue,
+            mandatory: false,
+        };
+        publish_confirmed(
+            channel,
+            &target,
+            &payload,
+            self.messages,
+            self.in_flight,
+            properties,
+        )
+        .await
+    }
+
+    /// Starts the consumers on `connection`, each on its own channel with
+    /// the prefetch, counting acks in `acked`.
+    async fn consume(
+        &self,
+        connection: &Connection,
+        queue: &str,
+        acked: &Arc<AtomicU32>,
+    ) -> anyhow::Result<tokio::task::JoinSet<()>> {
+        let mut consumers = tokio::task::JoinSet::new();
+        for i in 0..self.consumers.max(1) {
+            let channel = connection.create_channel().await?;
+            channel
+                .basic_qos(self.prefetch, BasicQosOptions { global: false })
+                .await?;
+            let deliveries = channel
+                .basic_consume(
+                    ShortString::from(queue),
+                    ShortString::from(format!("bench-{i}")),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            consumers.spawn(ack_each(deliveries, acked.clone(), self.messages));
+        }
+        Ok(consumers)
+    }
 }
 
 /// Acks every delivery, one by one, until `total` are acked in all.
-async fn consume(mut deliveries: lapin::Consumer, acked: Arc<AtomicU32>, total: u32) {
+async fn ack_each(mut deliveries: lapin::Consumer, acked: Arc<AtomicU32>, total: u32) {
     while let Some(Ok(delivery)) = deliveries.next().await {
         if delivery
             .acker
