@@ -8,20 +8,16 @@
 use checkout_events::SUBSCRIPTIONS;
 use checkout_messaging::access;
 use checkout_messaging::{RetryPolicy, Topology};
-use checkout_runtime::ServiceInfo;
 use compose_spec::service::{Condition, Healthcheck, Restart, ports};
 use compose_spec::{Compose, Service, ShortOrLong};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The four services and what each reads beyond the runtime's variables.
-const SERVICES: [(ServiceInfo, &[&str]); 4] = [
-    (order_service::SERVICE, order_service::settings::VARIABLES),
-    (payment_service::SERVICE, &[]),
-    (inventory_service::SERVICE, &[]),
-    (email_service::SERVICE, email_service::settings::VARIABLES),
-];
+#[path = "support/deployment.rs"]
+mod deployment;
+
+use deployment::{SERVICES, readable, url_parts};
 
 /// The fault-switch contract's variable (`GET/PUT /faults` answer 403
 /// without it), which the demo sets for the four services.
@@ -123,19 +119,6 @@ fn interpolate(value: &str, dot_env: &BTreeMap<String, String>) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// `scheme://[user[:password]@]host[:port][/path]` → (user, password, host, port, path).
-fn url_parts(url: &str) -> (String, String, String, Option<u16>, String) {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
-    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port.parse().expect("a numeric port"))),
-        None => (hostport, None),
-    };
-    (user.into(), password.into(), host.into(), port, path.into())
 }
 
 /// The init script's `create DATABASE ROLE "$PASSWORD_VARIABLE"` lines.
@@ -267,14 +250,7 @@ fn each_service_gets_only_variables_its_code_reads_with_working_values() {
             .iter()
             .map(|(name, value)| (name.clone(), interpolated(value)))
             .collect();
-        let readable: BTreeSet<&str> = checkout_runtime::config::VARIABLES
-            .iter()
-            .chain(checkout_telemetry::VARIABLES)
-            .chain([&checkout_runtime::config::SERVICE_NAME_VARIABLE])
-            .chain([&FAULTS_VARIABLE])
-            .chain(own)
-            .copied()
-            .collect();
+        let readable = readable(own);
         for variable in env.keys() {
             assert!(
                 readable.contains(variable.as_str()),

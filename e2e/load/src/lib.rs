@@ -15,6 +15,7 @@
 pub mod drive;
 pub mod follow;
 pub mod mix;
+pub mod queue_bench;
 pub mod relay_bench;
 pub mod stats;
 

@@ -14,17 +14,17 @@
 //! Everything it creates (a database and two broker names, all called
 //! `bench_relay_<id>`) is removed again, also when a step fails.
 
+use crate::queue_bench::{Target, publish_confirmed};
 use anyhow::Context as _;
 use checkout_messaging::Relay;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Confirmation, Connection, ExchangeKind};
+use lapin::{BasicProperties, Connection, ExchangeKind};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -140,35 +140,27 @@ impl RelayBench {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         let started = Instant::now();
-        let mut in_flight = VecDeque::with_capacity(self.in_flight);
-        for _ in 0..messages {
-            let properties = BasicProperties::default()
+        let properties = || {
+            BasicProperties::default()
                 .with_message_id(ShortString::from(Uuid::now_v7().to_string()))
                 .with_content_type(ShortString::from("application/json"))
                 .with_type(ShortString::from("OrderCreated"))
-                .with_delivery_mode(2);
-            let confirm = channel
-                .basic_publish(
-                    ShortString::from(exchange),
-                    ShortString::from("order.created"),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    payload,
-                    properties,
-                )
-                .await?;
-            in_flight.push_back(confirm);
-            if in_flight.len() >= self.in_flight.max(1)
-                && let Some(oldest) = in_flight.pop_front()
-            {
-                expect_ack(oldest.await?)?;
-            }
-        }
-        while let Some(confirm) = in_flight.pop_front() {
-            expect_ack(confirm.await?)?;
-        }
+                .with_delivery_mode(2)
+        };
+        let target = Target {
+            exchange,
+            routing_key: "order.created",
+            mandatory: true,
+        };
+        publish_confirmed(
+            &channel,
+            &target,
+            payload,
+            messages,
+            self.in_flight,
+            properties,
+        )
+        .await?;
         let elapsed = started.elapsed();
         let _ = channel.close(200, "raw done".into()).await;
         Ok(elapsed)
@@ -192,13 +184,6 @@ async fn relay(pool: &PgPool, connection: &Connection, exchange: &str) -> anyhow
     anyhow::ensure!(left == 0, "the relay left {left} rows unpublished");
     let _ = channel.close(200, "relay done".into()).await;
     Ok(elapsed)
-}
-
-fn expect_ack(confirmation: Confirmation) -> anyhow::Result<()> {
-    match confirmation {
-        Confirmation::Ack(None) => Ok(()),
-        other => anyhow::bail!("publish not confirmed: {other:?}"),
-    }
 }
 
 /// `n` outbox rows shaped like an `OrderCreated` envelope (~600 bytes).

@@ -1,8 +1,9 @@
 //! `checkout-bench`: the parts of `scripts/bench` that need Rust — the
-//! relay-versus-raw-confirms measurement, and deleting a benchmark's broker
-//! namespace afterwards.
+//! relay-versus-raw-confirms measurement, one quorum queue's ceiling, and
+//! deleting a benchmark's broker namespace afterwards.
 
 use checkout_events::SUBSCRIPTIONS;
+use checkout_load::queue_bench::QueueBench;
 use checkout_load::relay_bench::RelayBench;
 use checkout_messaging::{RetryPolicy, Topology};
 use clap::{Parser, Subcommand};
@@ -36,6 +37,25 @@ enum Command {
         /// Confirms the raw loop keeps in flight.
         #[arg(long, default_value_t = 256)]
         in_flight: usize,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One quorum queue's ceiling: publish with confirms and consume with
+    /// acks at once, through one queue (README "Scaling out").
+    Queue {
+        /// Messages through the queue.
+        #[arg(long, default_value_t = 100_000)]
+        messages: u32,
+        /// Confirms the publisher keeps in flight.
+        #[arg(long, default_value_t = 256)]
+        in_flight: usize,
+        /// Consumers, each on its own channel.
+        #[arg(long, default_value_t = 4)]
+        consumers: usize,
+        /// Each consumer's prefetch.
+        #[arg(long, default_value_t = 64)]
+        prefetch: u16,
         /// Print JSON instead of a sentence.
         #[arg(long)]
         json: bool,
@@ -85,6 +105,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 println!(
                     "{} messages: relay {:.0}/s, raw confirms ({in_flight} in flight) {:.0}/s",
                     result.messages, result.relay_per_second, result.raw_per_second
+                );
+            }
+        }
+        Command::Queue {
+            messages,
+            in_flight,
+            consumers,
+            prefetch,
+            json,
+        } => {
+            let result = QueueBench {
+                amqp_url: args.amqp_url,
+                messages,
+                in_flight,
+                consumers,
+                prefetch,
+                deadline: std::time::Duration::from_secs(300),
+            }
+            .run()
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "messages": result.messages,
+                        "published_per_s": result.published_per_second,
+                        "through_per_s": result.through_per_second,
+                    })
+                );
+            } else {
+                println!(
+                    "{} messages through one quorum queue: published (confirmed) {:.0}/s, \
+                     published and consumed (acked, {consumers} consumers x prefetch {prefetch}) {:.0}/s",
+                    result.messages, result.published_per_second, result.through_per_second
                 );
             }
         }
