@@ -520,6 +520,29 @@ fn prometheus_scrapes_every_service_on_its_port() {
         let host = target.split(':').next().unwrap_or_default();
         service(&compose, host);
     }
+
+    // Every rule file it names is mounted beside it, from deploy/prometheus.
+    let prometheus = service(&compose, "prometheus");
+    let mounts: BTreeMap<PathBuf, PathBuf> =
+        compose_spec::service::volumes::into_long_iter(prometheus.volumes.clone())
+            .filter_map(|mount| match mount {
+                compose_spec::service::volumes::Mount::Bind(bind) => Some((
+                    bind.common.target.as_path().to_path_buf(),
+                    bind.source.as_path().to_path_buf(),
+                )),
+                _ => None,
+            })
+            .collect();
+    let rule_files = config["rule_files"].as_sequence().expect("rule_files");
+    assert!(!rule_files.is_empty(), "the alert rules are loaded");
+    for file in rule_files {
+        let file = file.as_str().expect("a path");
+        assert_eq!(
+            mounts.get(&Path::new("/etc/prometheus").join(file)),
+            Some(&PathBuf::from(format!("./prometheus/{file}"))),
+            "prometheus: {file} is mounted"
+        );
+    }
 }
 
 #[test]
