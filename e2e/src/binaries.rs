@@ -91,7 +91,7 @@ async fn build() -> anyhow::Result<Binaries> {
         .kill_on_drop(true);
 
     eprintln!(
-        "e2e: building the service binaries: cargo build --bins -p {}",
+        "e2e: building the service binaries: cargo build --bins -p {} -p {CONSOLE}",
         Service::ALL.map(Service::binary).join(" -p ")
     );
     let started = Instant::now();
@@ -110,25 +110,23 @@ async fn build() -> anyhow::Result<Binaries> {
     // binaries were rebuilt.
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
     eprintln!("e2e: service binaries ready in {:.1?}", started.elapsed());
+    binaries(&executables(&String::from_utf8_lossy(&output.stdout)))
+}
 
-    let paths = executables(&String::from_utf8_lossy(&output.stdout));
+/// The binaries among the `paths` cargo reported, by name.
+fn binaries(paths: &HashMap<String, PathBuf>) -> anyhow::Result<Binaries> {
+    let path = |name: &str| {
+        paths.get(name).cloned().ok_or_else(|| {
+            anyhow::anyhow!("`cargo build` succeeded but reported no executable named {name}")
+        })
+    };
     let mut binaries = HashMap::new();
     for service in Service::ALL {
-        let path = paths.get(service.binary()).ok_or_else(|| {
-            anyhow::anyhow!(
-                "`cargo build` succeeded but reported no executable named {}",
-                service.binary()
-            )
-        })?;
-        binaries.insert(service, path.clone());
+        binaries.insert(service, path(service.binary())?);
     }
-    let console = paths
-        .get(CONSOLE)
-        .ok_or_else(|| anyhow::anyhow!("`cargo build` reported no executable named {CONSOLE}"))?
-        .clone();
     Ok(Binaries {
         paths: binaries,
-        console,
+        console: path(CONSOLE)?,
     })
 }
 

@@ -77,6 +77,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let amqp_url = args.amqp_url;
     match args.command {
         Command::Relay {
             postgres_url,
@@ -84,29 +85,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             in_flight,
             json,
         } => {
-            let result = RelayBench {
+            let bench = RelayBench {
                 postgres_url,
-                amqp_url: args.amqp_url,
+                amqp_url,
                 messages,
                 in_flight,
-            }
-            .run()
-            .await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "messages": result.messages,
-                        "relay_per_s": result.relay_per_second,
-                        "raw_per_s": result.raw_per_second,
-                    })
-                );
-            } else {
-                println!(
-                    "{} messages: relay {:.0}/s, raw confirms ({in_flight} in flight) {:.0}/s",
-                    result.messages, result.relay_per_second, result.raw_per_second
-                );
-            }
+            };
+            relay(bench, json).await
         }
         Command::Queue {
             messages,
@@ -115,47 +100,78 @@ async fn run(args: Args) -> anyhow::Result<()> {
             prefetch,
             json,
         } => {
-            let result = QueueBench {
-                amqp_url: args.amqp_url,
+            let bench = QueueBench {
+                amqp_url,
                 messages,
                 in_flight,
                 consumers,
                 prefetch,
                 deadline: std::time::Duration::from_secs(300),
-            }
-            .run()
-            .await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "messages": result.messages,
-                        "published_per_s": result.published_per_second,
-                        "through_per_s": result.through_per_second,
-                    })
-                );
-            } else {
-                println!(
-                    "{} messages through one quorum queue: published (confirmed) {:.0}/s, \
-                     published and consumed (acked, {consumers} consumers x prefetch {prefetch}) {:.0}/s",
-                    result.messages, result.published_per_second, result.through_per_second
-                );
-            }
+            };
+            queue(bench, json).await
         }
         Command::Cleanup {
             namespace,
             retry_delays,
-        } => {
-            let topology = Topology::new(namespace)?;
-            let retries = RetryPolicy::parse(&retry_delays)?;
-            let connection = checkout_messaging::connect(&args.amqp_url, "checkout-bench cleanup")
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to the broker: {e}"))?;
-            let channel = connection.create_channel().await?;
-            let deleted = topology.delete(&channel, SUBSCRIPTIONS, &retries).await;
-            let _ = connection.close(200, "cleanup done".into()).await;
-            deleted?;
-        }
+        } => cleanup(&amqp_url, namespace, &retry_delays).await,
     }
+}
+
+/// The relay against raw publisher confirms, printed.
+async fn relay(bench: RelayBench, json: bool) -> anyhow::Result<()> {
+    let in_flight = bench.in_flight;
+    let result = bench.run().await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "messages": result.messages,
+                "relay_per_s": result.relay_per_second,
+                "raw_per_s": result.raw_per_second,
+            })
+        );
+    } else {
+        println!(
+            "{} messages: relay {:.0}/s, raw confirms ({in_flight} in flight) {:.0}/s",
+            result.messages, result.relay_per_second, result.raw_per_second
+        );
+    }
+    Ok(())
+}
+
+/// One quorum queue's ceiling, printed.
+async fn queue(bench: QueueBench, json: bool) -> anyhow::Result<()> {
+    let (consumers, prefetch) = (bench.consumers, bench.prefetch);
+    let result = bench.run().await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "messages": result.messages,
+                "published_per_s": result.published_per_second,
+                "through_per_s": result.through_per_second,
+            })
+        );
+    } else {
+        println!(
+            "{} messages through one quorum queue: published (confirmed) {:.0}/s, \
+             published and consumed (acked, {consumers} consumers x prefetch {prefetch}) {:.0}/s",
+            result.messages, result.published_per_second, result.through_per_second
+        );
+    }
+    Ok(())
+}
+
+/// Deletes what the services declared under `namespace`.
+async fn cleanup(amqp_url: &str, namespace: String, retry_delays: &str) -> anyhow::Result<()> {
+    let topology = Topology::new(namespace)?;
+    let retries = RetryPolicy::parse(retry_delays)?;
+    let connection = checkout_messaging::connect(amqp_url, "checkout-bench cleanup")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the broker: {e}"))?;
+    let channel = connection.create_channel().await?;
+    let deleted = topology.delete(&channel, SUBSCRIPTIONS, &retries).await;
+    let _ = connection.close(200, "cleanup done".into()).await;
+    deleted?;
     Ok(())
 }
