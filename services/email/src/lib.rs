@@ -18,6 +18,8 @@ use checkout_runtime::{Config, Runtime, ServiceInfo, Switch};
 
 pub use checkout_runtime::Application;
 use sqlx::migrate::Migrator;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Who this service is: its queue, binary, database and port.
 pub const SERVICE: ServiceInfo = ServiceInfo {
@@ -47,11 +49,12 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
 /// with [`Application::run_until_stopped`].
 pub async fn build_with(config: Config, mail: Settings) -> anyhow::Result<Application> {
     let mut runtime = Runtime::start(SERVICE, config, &MIGRATOR).await?;
-    runtime.spawn_consumer(handler::Notifier);
+    let wake = Arc::new(Notify::new());
+    runtime.spawn_consumer(handler::Notifier::new(wake.clone()));
     let faults = runtime.offer_faults(&[Switch::SmtpRefuse]);
     match mail.transport.clone() {
         Some(transport) => {
-            let sender = sender::Sender::new(runtime.pool().clone(), transport, mail, faults);
+            let sender = sender::Sender::new(runtime.pool().clone(), transport, mail, faults, wake);
             runtime.spawn_task(sender.run(runtime.shutdown_token()));
         }
         None => tracing::info!("SMTP_URL is not set: mails are recorded, not sent"),

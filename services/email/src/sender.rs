@@ -22,15 +22,16 @@
 //! failed row keeps its last error, which `GET /emails` shows.
 
 use crate::settings::{Settings, Transport};
-use crate::store::{self, Mark, NOTIFY_CHANNEL, Unsent};
+use crate::store::{self, Mark, Unsent};
 use checkout_runtime::{Faults, Switch};
 use checkout_telemetry::propagation::{adopt_parent, context_from_map};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::{AsyncTransport, Message};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -42,6 +43,8 @@ pub(crate) struct Sender {
     config: Settings,
     /// `smtp_refuse` refuses a send here, before the server is asked.
     faults: Faults,
+    /// Woken by the handler after each commit that recorded mail.
+    wake: Arc<Notify>,
 }
 
 /// How one attempt ended.
@@ -59,36 +62,29 @@ impl Sender {
         transport: Transport,
         config: Settings,
         faults: Faults,
+        wake: Arc<Notify>,
     ) -> Self {
         Self {
             pool,
             transport,
             config,
             faults,
+            wake,
         }
     }
 
     /// Sends until `shutdown` is cancelled; the mail under way is finished first.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
-        let mut listener = self.listen().await;
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.send_next().await {
                 Ok(true) => continue,
                 Ok(false) => {
                     backoff = Duration::from_millis(100);
-                    let wake = async {
-                        match listener.as_mut() {
-                            Some(listener) => {
-                                let _ = listener.recv().await;
-                            }
-                            None => std::future::pending().await,
-                        }
-                    };
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = tokio::time::sleep(self.config.poll_interval) => {}
-                        _ = wake => {}
+                        _ = self.wake.notified() => {}
                     }
                 }
                 Err(error) => {
@@ -102,25 +98,6 @@ impl Sender {
             }
         }
         tracing::info!("mail sender stopped");
-    }
-
-    /// NOTIFY is only a hint (the poll catches what it misses), so a
-    /// listener that cannot start just means waiting for the poll.
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(%error, "mail sender: no LISTEN connection; polling only");
-                return None;
-            }
-        };
-        match listener.listen(NOTIFY_CHANNEL).await {
-            Ok(()) => Some(listener),
-            Err(error) => {
-                tracing::warn!(%error, "mail sender: LISTEN failed; polling only");
-                None
-            }
-        }
     }
 
     /// Sends the next due mail, if any. `Ok(false)`: nothing is due.

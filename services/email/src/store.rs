@@ -13,11 +13,9 @@ use std::time::Duration;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// The `NOTIFY` channel [`record`] signals when it records a mail.
-pub(crate) const NOTIFY_CHANNEL: &str = "notifications";
-
 /// Records `mail` for `order_id` unless the order already has one of its
-/// kind, and wakes the sender at commit; returns whether it was recorded.
+/// kind; returns whether it was recorded. (The handler wakes the sender
+/// once the transaction has committed.)
 pub(crate) async fn record(
     tx: &mut PgConnection,
     order_id: OrderId,
@@ -40,15 +38,7 @@ pub(crate) async fn record(
     .bind(Json(trace_context))
     .execute(&mut *tx)
     .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(false);
-    }
-    // Wakes the sender at commit; a lost one waits for its poll.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
-    Ok(true)
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// A recorded mail not yet sent or given up.

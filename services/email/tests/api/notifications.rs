@@ -10,7 +10,7 @@ use uuid::Uuid;
 async fn deliver<E: Event>(db: &TestDatabase, event: &E) -> Outcome {
     // A fresh envelope each time: the inbox cannot catch it, the unique key must.
     let envelope = Envelope::new(event, "test", Uuid::now_v7(), None).expect("envelope");
-    checkout_testkit::handle(db.pool(), &Notifier, &envelope)
+    checkout_testkit::handle(db.pool(), &Notifier::default(), &envelope)
         .await
         .expect("handled")
 }
@@ -80,7 +80,7 @@ async fn the_handler_applies_every_event_fixture_it_claims() {
         checkout_testkit::contract::check_consumer(
             &pool,
             email_service::SERVICE.name,
-            &Notifier,
+            &Notifier::default(),
             async || Uuid::now_v7(),
         )
         .await;
