@@ -83,6 +83,11 @@ impl Browser {
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--window-size=1280,1000", format!("--user-data-dir={}", profile.display()),
             ]},
+            // Finding an element polls for up to 10 s (WebDriver's implicit
+            // wait): after a click that submits a form, the next page's
+            // elements appear once the navigation ends, not when the click
+            // returns.
+            "timeouts": {"implicit": 10_000},
         }}});
         let created = call(
             &http,
