@@ -4,7 +4,7 @@
 # own role with its own password, and nobody else allowed to connect.
 #
 # Each `create` line is DATABASE ROLE PASSWORD-VARIABLE; the compose file
-# passes the passwords in, and a test (e2e/tests/deploy.rs) checks these
+# passes the passwords in, and a test (e2e/tests/deploy/) checks these
 # lines against the compose file and the services' code.
 set -eu
 
