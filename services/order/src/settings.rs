@@ -109,9 +109,9 @@ mod tests {
 
     #[test]
     fn reads_exactly_the_variables_it_declares() {
-        let asked =
-            checkout_testkit::config::variables_read(|lookup| Settings::from_lookup(lookup));
-        assert_eq!(asked, VARIABLES);
+        checkout_testkit::config::assert_reads_exactly(VARIABLES, |lookup| {
+            Settings::from_lookup(lookup)
+        });
     }
 
     #[test]

@@ -46,19 +46,20 @@ pub fn admin_authorization(config: &Config) -> String {
     format!("Bearer {}", token.secret())
 }
 
-/// The names of the variables `read` asks its lookup for, in the order it
-/// asks, every one answered "unset". A service's settings declare the
-/// variables they read (for deploy checks and the start-up line); a test
-/// compares this list with that declaration, so neither drifts. Panics
-/// when the defaults alone are refused.
-pub fn variables_read<T, E: std::fmt::Debug>(
+/// Asserts that `read` asks its lookup for exactly the `declared`
+/// variables, in that order, when every one is unset. A service's settings
+/// declare the variables they read (for the deploy checks and the start-up
+/// line); this keeps the declaration and the reading from drifting apart.
+/// Panics, too, when the defaults alone are refused.
+pub fn assert_reads_exactly<T, E: std::fmt::Debug>(
+    declared: &[&str],
     read: impl FnOnce(&dyn Fn(&str) -> Option<String>) -> Result<T, E>,
-) -> Vec<String> {
+) {
     let asked = std::cell::RefCell::new(Vec::new());
     let lookup = |name: &str| {
         asked.borrow_mut().push(name.to_owned());
         None
     };
     read(&lookup).expect("the defaults are valid");
-    asked.into_inner()
+    assert_eq!(asked.into_inner(), declared, "the variables read");
 }
