@@ -4,7 +4,7 @@
 //! what was committed, the broker keeps what was not acked, and the inbox
 //! absorbs what is delivered twice.
 
-use crate::{card_for, check_exactly_once, order_body};
+use crate::{EACH_IN_TURN, card_for, check_exactly_once, order_body};
 use e2e::{Options, Service, System};
 use uuid::Uuid;
 
@@ -60,12 +60,7 @@ async fn stopping_or_killing_any_service_mid_stream_loses_nothing() -> anyhow::R
     let mut system = System::start(Options::default()).await?;
     let mut placed = Vec::new();
     let mut n = 0;
-    for service in [
-        Service::Payment,
-        Service::Inventory,
-        Service::Email,
-        Service::Order,
-    ] {
+    for service in EACH_IN_TURN {
         for signal in ["TERM", "KILL"] {
             // Orders in flight when the signal lands.
             for _ in 0..3 {

@@ -23,9 +23,19 @@ mod stranded;
 mod switches;
 mod trace;
 
-use e2e::System;
+use e2e::{Service, System};
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// The services in the order the fault tests take each one down: the
+/// participants first, Order last, so orders keep being accepted through
+/// every participant's outage and Order's own is the last word.
+const EACH_IN_TURN: [Service; 4] = [
+    Service::Payment,
+    Service::Inventory,
+    Service::Email,
+    Service::Order,
+];
 
 /// The customer every test orders as.
 const CUSTOMER_EMAIL: &str = "ada@example.com";

@@ -3,8 +3,9 @@
 //! the stock was short (after the card was charged, so it is refunded).
 
 use crate::{CUSTOMER_EMAIL, order_body};
-use e2e::{Accepted, Money, Options, System};
+use e2e::{Accepted, Money, Options, Order, System};
 use reqwest::StatusCode;
+use uuid::Uuid;
 
 #[tokio::test]
 async fn a_good_order_is_confirmed_charged_taken_from_stock_and_mailed() -> anyhow::Result<()> {
@@ -38,10 +39,7 @@ async fn a_good_order_is_confirmed_charged_taken_from_stock_and_mailed() -> anyh
     assert_eq!(order.total, Money::usd(2 * 4999 + 2599));
 
     // Payment: captured once, for exactly the total.
-    let payment = system.wait_for_payment(id, "CAPTURED").await?;
-    assert_eq!(payment.amount, order.total);
-    let payments = system.payments(id).await?;
-    assert_eq!(payments.len(), 1, "one order, one charge: {payments:#?}");
+    assert_one_payment(&system, id, "CAPTURED", &order.total).await?;
 
     // Inventory: stock leaves the shelf only when the reservation is
     // committed, which happens after OrderConfirmed reaches Inventory.
@@ -55,10 +53,7 @@ async fn a_good_order_is_confirmed_charged_taken_from_stock_and_mailed() -> anyh
     assert_eq!(mice.reserved, mice_before.reserved);
 
     // Email: one confirmation, to the address given with the order.
-    let email = system.wait_for_email(id, "confirmation").await?;
-    assert_eq!(email.recipient, CUSTOMER_EMAIL);
-    let emails = system.emails(id).await?;
-    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert_one_email(&system, id, "confirmation").await?;
 
     system.shutdown().await
 }
@@ -75,18 +70,9 @@ async fn a_declined_card_cancels_the_order_and_puts_the_stock_back() -> anyhow::
     let order = system.wait_for_final_status(id).await?;
     assert_eq!(order.status, "CANCELLED", "{order:#?}");
     assert_eq!(order.payment, "FAILED", "{order:#?}");
-    assert!(
-        order
-            .cancel_reason
-            .as_deref()
-            .is_some_and(|r| !r.is_empty()),
-        "a cancelled order says why: {order:#?}"
-    );
+    assert_says_why(&order);
 
-    let payment = system.wait_for_payment(id, "DECLINED").await?;
-    assert_eq!(payment.amount, order.total);
-    let payments = system.payments(id).await?;
-    assert_eq!(payments.len(), 1, "{payments:#?}");
+    assert_one_payment(&system, id, "DECLINED", &order.total).await?;
 
     // Inventory may have reserved before the decline came back; the
     // cancellation must release that reservation.
@@ -98,10 +84,7 @@ async fn a_declined_card_cancels_the_order_and_puts_the_stock_back() -> anyhow::
         "stock is as it was"
     );
 
-    let email = system.wait_for_email(id, "cancellation").await?;
-    assert_eq!(email.recipient, CUSTOMER_EMAIL);
-    let emails = system.emails(id).await?;
-    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert_one_email(&system, id, "cancellation").await?;
 
     system.shutdown().await
 }
@@ -119,22 +102,13 @@ async fn short_stock_cancels_the_order_and_refunds_the_charge() -> anyhow::Resul
     let order = system.wait_for_final_status(id).await?;
     assert_eq!(order.status, "CANCELLED", "{order:#?}");
     assert_eq!(order.inventory, "FAILED", "{order:#?}");
-    assert!(
-        order
-            .cancel_reason
-            .as_deref()
-            .is_some_and(|r| !r.is_empty()),
-        "a cancelled order says why: {order:#?}"
-    );
+    assert_says_why(&order);
     assert_eq!(order.total, Money::usd(one_too_many * 24999));
 
     // All or nothing: no unit was reserved.
     system.wait_for_reservation(id, "FAILED").await?;
     // The card was fine, so Payment captured; the cancellation refunds it.
-    let payment = system.wait_for_payment(id, "REFUNDED").await?;
-    assert_eq!(payment.amount, order.total);
-    let payments = system.payments(id).await?;
-    assert_eq!(payments.len(), 1, "captured, then refunded: {payments:#?}");
+    assert_one_payment(&system, id, "REFUNDED", &order.total).await?;
 
     let monitors = system.product("MN-001").await?;
     assert_eq!(
@@ -143,10 +117,42 @@ async fn short_stock_cancels_the_order_and_refunds_the_charge() -> anyhow::Resul
         "stock is as it was"
     );
 
-    let email = system.wait_for_email(id, "cancellation").await?;
+    assert_one_email(&system, id, "cancellation").await?;
+
+    system.shutdown().await
+}
+
+/// A cancelled order gives a reason a customer can read.
+fn assert_says_why(order: &Order) {
+    assert!(
+        order
+            .cancel_reason
+            .as_deref()
+            .is_some_and(|r| !r.is_empty()),
+        "a cancelled order says why: {order:#?}"
+    );
+}
+
+/// Payment ends `status` for exactly `total`, in one row: one order, one
+/// charge, whatever happened to it after.
+async fn assert_one_payment(
+    system: &System,
+    id: Uuid,
+    status: &str,
+    total: &Money,
+) -> anyhow::Result<()> {
+    let payment = system.wait_for_payment(id, status).await?;
+    assert_eq!(&payment.amount, total);
+    let payments = system.payments(id).await?;
+    assert_eq!(payments.len(), 1, "one order, one payment: {payments:#?}");
+    Ok(())
+}
+
+/// One mail of `kind`, to the address given with the order.
+async fn assert_one_email(system: &System, id: Uuid, kind: &str) -> anyhow::Result<()> {
+    let email = system.wait_for_email(id, kind).await?;
     assert_eq!(email.recipient, CUSTOMER_EMAIL);
     let emails = system.emails(id).await?;
     assert_eq!(emails.len(), 1, "{emails:#?}");
-
-    system.shutdown().await
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! and compensated, and every message a run produces reaches a subscriber
 //! (nothing piles up in the unroutable queue or a dead-letter queue).
 
-use crate::{card_for, check_exactly_once, order_body};
+use crate::{EACH_IN_TURN, card_for, check_exactly_once, order_body};
 use e2e::{Compensation, Options, Probe, Service, System};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
@@ -36,12 +36,7 @@ async fn every_order_ends_when_each_database_is_down_longer_than_the_retry_budge
     let mut placed: Vec<(Uuid, i64)> = Vec::new();
     let mut refused = 0;
     let mut n = 0;
-    for service in [
-        Service::Payment,
-        Service::Inventory,
-        Service::Email,
-        Service::Order,
-    ] {
+    for service in EACH_IN_TURN {
         system.refuse_database(service, true).await?;
         let until = Instant::now() + OUTAGE;
         while Instant::now() < until {

@@ -51,16 +51,7 @@ fn the_broker_loads_the_definitions_at_boot() {
             "{seeded}: a node that loads definitions ignores it"
         );
     }
-    let mounts: BTreeMap<PathBuf, PathBuf> =
-        compose_spec::service::volumes::into_long_iter(rabbitmq.volumes.clone())
-            .filter_map(|mount| match mount {
-                compose_spec::service::volumes::Mount::Bind(bind) => Some((
-                    bind.common.target.as_path().to_path_buf(),
-                    bind.source.as_path().to_path_buf(),
-                )),
-                _ => None,
-            })
-            .collect();
+    let mounts = bind_mounts(rabbitmq);
     let conf = read(&deploy("rabbitmq/20-checkout.conf"));
     let loaded = conf
         .lines()

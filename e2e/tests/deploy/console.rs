@@ -12,13 +12,7 @@ fn the_console_reads_the_services_and_the_dead_letters_as_its_own_user() {
     let console = service(&compose, console_service::SERVICE.name);
     let raw = raw_environment(console);
     let env = environment(console);
-    let readable: BTreeSet<&str> = console_service::settings::VARIABLES
-        .iter()
-        .chain(console_service::settings::RUNTIME_VARIABLES)
-        .chain(checkout_telemetry::VARIABLES)
-        .chain([&checkout_runtime::config::SERVICE_NAME_VARIABLE])
-        .copied()
-        .collect();
+    let readable = console_readable();
     for variable in env.keys() {
         assert!(
             readable.contains(variable.as_str()),

@@ -17,7 +17,7 @@ use std::time::Duration;
 #[path = "../support/deployment.rs"]
 mod deployment;
 
-use deployment::{SERVICES, readable, url_parts};
+use deployment::{SERVICES, console_readable, readable, url_parts};
 
 /// The fault-switch contract's variable (`GET/PUT /faults` answer 403
 /// without it), which the demo sets for the four services.
@@ -61,6 +61,20 @@ fn environment(service: &Service) -> BTreeMap<String, String> {
     raw_environment(service)
         .into_iter()
         .map(|(key, value)| (key, interpolate(&value, &dot_env)))
+        .collect()
+}
+
+/// A service's bind mounts, target → source (named volumes left out): what
+/// a container sees of the repository's files, and where.
+fn bind_mounts(service: &Service) -> BTreeMap<PathBuf, PathBuf> {
+    compose_spec::service::volumes::into_long_iter(service.volumes.clone())
+        .filter_map(|mount| match mount {
+            compose_spec::service::volumes::Mount::Bind(bind) => Some((
+                bind.common.target.as_path().to_path_buf(),
+                bind.source.as_path().to_path_buf(),
+            )),
+            _ => None,
+        })
         .collect()
 }
 

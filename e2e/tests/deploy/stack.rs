@@ -77,16 +77,7 @@ fn prometheus_scrapes_every_service_on_its_port() {
 
     // Every rule file it names is mounted beside it, from deploy/prometheus.
     let prometheus = service(&compose, "prometheus");
-    let mounts: BTreeMap<PathBuf, PathBuf> =
-        compose_spec::service::volumes::into_long_iter(prometheus.volumes.clone())
-            .filter_map(|mount| match mount {
-                compose_spec::service::volumes::Mount::Bind(bind) => Some((
-                    bind.common.target.as_path().to_path_buf(),
-                    bind.source.as_path().to_path_buf(),
-                )),
-                _ => None,
-            })
-            .collect();
+    let mounts = bind_mounts(prometheus);
     let rule_files = config["rule_files"].as_sequence().expect("rule_files");
     assert!(!rule_files.is_empty(), "the alert rules are loaded");
     for file in rule_files {

@@ -16,7 +16,7 @@ mod manifests;
 mod network;
 mod platform;
 
-use deployment::{SERVICES, readable, url_parts};
+use deployment::{SERVICES, console_readable, readable, url_parts};
 use manifests::{Manifests, folder, references, resources};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -127,13 +127,7 @@ fn each_service_gets_only_variables_its_code_reads_with_working_values() {
 fn the_console_gets_only_the_variables_its_code_reads() {
     let manifests = Manifests::load();
     let env = manifests.environment("console");
-    let readable: BTreeSet<&str> = console_service::settings::VARIABLES
-        .iter()
-        .chain(console_service::settings::RUNTIME_VARIABLES)
-        .chain(checkout_telemetry::VARIABLES)
-        .chain([&checkout_runtime::config::SERVICE_NAME_VARIABLE])
-        .copied()
-        .collect();
+    let readable = console_readable();
     check_variables(&manifests, "console", &env, &readable);
     assert_eq!(env["OTEL_SERVICE_NAME"], "console");
     assert_eq!(env["HTTP_ADDR"], format!("0.0.0.0:{CONSOLE_PORT}"));

@@ -25,6 +25,18 @@ pub(crate) fn readable(own: &[&'static str]) -> BTreeSet<&'static str> {
         .collect()
 }
 
+/// Every variable the console's code reads: its own settings, the few of
+/// the runtime's it uses, the telemetry's and the trace service name.
+pub(crate) fn console_readable() -> BTreeSet<&'static str> {
+    console_service::settings::VARIABLES
+        .iter()
+        .chain(console_service::settings::RUNTIME_VARIABLES)
+        .chain(checkout_telemetry::VARIABLES)
+        .chain([&checkout_runtime::config::SERVICE_NAME_VARIABLE])
+        .copied()
+        .collect()
+}
+
 /// `scheme://[user[:password]@]host[:port][/path]` → (user, password, host, port, path).
 pub(crate) fn url_parts(url: &str) -> (String, String, String, Option<u16>, String) {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -82,15 +82,7 @@ pub(crate) async fn set_status(
     status: Status,
     reason: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE reservations SET status = $2, reason = $3, updated_at = now() WHERE order_id = $1",
-    )
-    .bind(order_id.as_uuid())
-    .bind(status)
-    .bind(reason)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    checkout_messaging::claim::set_status(tx, "reservations", order_id, status, reason).await
 }
 
 #[derive(Debug, FromRow)]

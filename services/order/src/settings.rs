@@ -109,13 +109,9 @@ mod tests {
 
     #[test]
     fn reads_exactly_the_variables_it_declares() {
-        let asked = std::cell::RefCell::new(Vec::new());
-        Settings::from_lookup(|name| {
-            asked.borrow_mut().push(name.to_owned());
-            None
-        })
-        .expect("defaults are valid");
-        assert_eq!(asked.into_inner(), VARIABLES);
+        checkout_testkit::config::assert_reads_exactly(VARIABLES, |lookup| {
+            Settings::from_lookup(lookup)
+        });
     }
 
     #[test]

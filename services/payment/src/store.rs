@@ -131,13 +131,5 @@ pub(crate) async fn set_status(
     status: Status,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE payments SET status = $2, reason = $3, updated_at = now() WHERE order_id = $1",
-    )
-    .bind(order_id.as_uuid())
-    .bind(status)
-    .bind(reason)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    checkout_messaging::claim::set_status(tx, "payments", order_id, status, Some(reason)).await
 }

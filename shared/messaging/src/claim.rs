@@ -12,7 +12,7 @@
 use crate::consumer::HandlerError;
 use checkout_events::OrderId;
 use futures::future::BoxFuture;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres};
 
 /// A statement on an order's row: a store function, boxed.
 pub type RowFuture<'c, T> = BoxFuture<'c, Result<T, sqlx::Error>>;
@@ -43,6 +43,33 @@ pub async fn lock_or_tombstone<T>(
             format!("the row of order {order_id} conflicted but cannot be read").into(),
         )),
     }
+}
+
+/// Moves the locked row of `order_id` in `table` to `status`, recording
+/// why (`reason`, `None` to clear it) and when. `table` is one of the
+/// participant's own tables (a payment, a reservation: one row per order
+/// with `status`, `reason` and `updated_at`); it is a name from the
+/// caller's code, never from input, since it goes into the statement as
+/// written.
+pub async fn set_status<S>(
+    tx: &mut PgConnection,
+    table: &'static str,
+    order_id: OrderId,
+    status: S,
+    reason: Option<&str>,
+) -> Result<(), sqlx::Error>
+where
+    S: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
+{
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {table} SET status = $2, reason = $3, updated_at = now() WHERE order_id = $1"
+    )))
+    .bind(order_id.as_uuid())
+    .bind(status)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

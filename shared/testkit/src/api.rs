@@ -11,7 +11,7 @@
 
 mod admin;
 
-pub use admin::{admin_operations, check_admin, check_admin_off};
+pub use admin::{admin_operations, check_admin, check_admin_list, check_admin_off};
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -176,6 +176,21 @@ fn check_references(document: &Value, value: &Value) {
         Value::Array(items) => items.iter().for_each(|v| check_references(document, v)),
         _ => {}
     }
+}
+
+/// A service's whole HTTP surface at `base`: its document lists exactly
+/// `expected` (see [`check_openapi`]), and random input to every operation,
+/// with the admin `authorization` and `samples` of valid bodies to mutate,
+/// gets no 5xx (see [`crate::fuzz::fuzz`]).
+pub async fn check_surface(
+    base: &str,
+    authorization: &str,
+    expected: &[&str],
+    samples: Vec<Value>,
+) {
+    check_openapi(base, expected).await;
+    let report = crate::fuzz::fuzz(base, Some(authorization), samples).await;
+    assert_eq!(report.server_errors, 0, "{report:?}");
 }
 
 /// Checks the service at `base`: its document is valid, documents exactly

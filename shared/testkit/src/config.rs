@@ -45,3 +45,21 @@ pub fn admin_authorization(config: &Config) -> String {
         .expect("the configuration has an ADMIN_TOKEN");
     format!("Bearer {}", token.secret())
 }
+
+/// Asserts that `read` asks its lookup for exactly the `declared`
+/// variables, in that order, when every one is unset. A service's settings
+/// declare the variables they read (for the deploy checks and the start-up
+/// line); this keeps the declaration and the reading from drifting apart.
+/// Panics, too, when the defaults alone are refused.
+pub fn assert_reads_exactly<T, E: std::fmt::Debug>(
+    declared: &[&str],
+    read: impl FnOnce(&dyn Fn(&str) -> Option<String>) -> Result<T, E>,
+) {
+    let asked = std::cell::RefCell::new(Vec::new());
+    let lookup = |name: &str| {
+        asked.borrow_mut().push(name.to_owned());
+        None
+    };
+    read(&lookup).expect("the defaults are valid");
+    assert_eq!(asked.into_inner(), declared, "the variables read");
+}

@@ -26,6 +26,6 @@ pub use config::{admin_authorization, isolated_config, new_admin_token};
 pub use database::{TestDatabase, with_database};
 pub use outbox::{outbox_envelopes, outbox_event_types};
 pub use publishing::{publish, publish_raw};
-pub use races::{handle, race};
+pub use races::{from_order, handle, race};
 pub use serving::{Running, Serving, delete_topology, provision, serve, spawn, spawn_with};
 pub use shuffling::shuffled;

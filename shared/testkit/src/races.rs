@@ -1,8 +1,14 @@
 //! A handler applied without the consumer around it, and two events made
 //! to race on a lock deterministically.
 
-use checkout_events::Envelope;
+use checkout_events::{Envelope, Event, OrderId};
 use sqlx::PgPool;
+
+/// `event` as the Order service sends it about `order_id` (the order its
+/// correlation, no cause): what a participant's handler is given.
+pub fn from_order<E: Event>(order_id: OrderId, event: &E) -> Envelope {
+    Envelope::new(event, "order-service", order_id.as_uuid(), None).expect("serializable")
+}
 
 /// Applies `envelope` with `handler` in one transaction and commits it
 /// when the handler succeeds — what the consumer does, minus the inbox row,

@@ -121,21 +121,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
 async fn relay(bench: RelayBench, json: bool) -> anyhow::Result<()> {
     let in_flight = bench.in_flight;
     let result = bench.run().await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "messages": result.messages,
-                "relay_per_s": result.relay_per_second,
-                "raw_per_s": result.raw_per_second,
-            })
-        );
-    } else {
-        println!(
+    print(
+        json,
+        serde_json::json!({
+            "messages": result.messages,
+            "relay_per_s": result.relay_per_second,
+            "raw_per_s": result.raw_per_second,
+        }),
+        format!(
             "{} messages: relay {:.0}/s, raw confirms ({in_flight} in flight) {:.0}/s",
             result.messages, result.relay_per_second, result.raw_per_second
-        );
-    }
+        ),
+    );
     Ok(())
 }
 
@@ -143,23 +140,30 @@ async fn relay(bench: RelayBench, json: bool) -> anyhow::Result<()> {
 async fn queue(bench: QueueBench, json: bool) -> anyhow::Result<()> {
     let (consumers, prefetch) = (bench.consumers, bench.prefetch);
     let result = bench.run().await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "messages": result.messages,
-                "published_per_s": result.published_per_second,
-                "through_per_s": result.through_per_second,
-            })
-        );
-    } else {
-        println!(
+    print(
+        json,
+        serde_json::json!({
+            "messages": result.messages,
+            "published_per_s": result.published_per_second,
+            "through_per_s": result.through_per_second,
+        }),
+        format!(
             "{} messages through one quorum queue: published (confirmed) {:.0}/s, \
              published and consumed (acked, {consumers} consumers x prefetch {prefetch}) {:.0}/s",
             result.messages, result.published_per_second, result.through_per_second
-        );
-    }
+        ),
+    );
     Ok(())
+}
+
+/// Prints a result one way: `fields` as one line of JSON under `--json`
+/// (what `scripts/bench` parses), else `sentence` for a person.
+fn print(json: bool, fields: serde_json::Value, sentence: String) {
+    if json {
+        println!("{fields}");
+    } else {
+        println!("{sentence}");
+    }
 }
 
 /// Deletes what the services declared under `namespace`.

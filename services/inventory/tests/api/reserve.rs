@@ -2,26 +2,22 @@
 
 use crate::support::{apply, lines, reservation, status, stock};
 use checkout_events::fixtures::build::{order_cancelled, order_confirmed, order_created};
-use checkout_events::{Envelope, InventoryFailed, InventoryReserved, OrderId, Sku};
+use checkout_events::{InventoryFailed, InventoryReserved, OrderId, Sku};
 use checkout_messaging::Outcome;
-use checkout_testkit::{outbox_envelopes, outbox_event_types, with_database};
+use checkout_testkit::{from_order, outbox_envelopes, outbox_event_types, with_database};
 use inventory_service::{InventoryHandler, MIGRATOR};
+use sqlx::PgPool;
 
 #[tokio::test]
 async fn an_order_that_fits_is_reserved_whole() {
     with_database("inventory", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
 
-        let outcome = apply(
-            &pool,
-            order_id,
-            &order_created(order_id, &[("KB-001", 2), ("MN-001", 1)], 100),
-        )
-        .await;
+        let outcome = order(&pool, order_id, &[("KB-001", 2), ("MN-001", 1)]).await;
 
         assert_eq!(outcome, Outcome::Applied);
         assert_eq!(
-            status(reservation(&pool, order_id).await).as_deref(),
+            reservation_status(&pool, order_id).await.as_deref(),
             Some("RESERVED")
         );
         assert_eq!(stock(&pool, "KB-001").await, (100, 2));
@@ -46,12 +42,7 @@ async fn an_order_that_does_not_fit_reserves_nothing() {
     with_database("inventory", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
 
-        apply(
-            &pool,
-            order_id,
-            &order_created(order_id, &[("KB-001", 1), ("MN-001", 21)], 100),
-        )
-        .await;
+        order(&pool, order_id, &[("KB-001", 1), ("MN-001", 21)]).await;
 
         assert_eq!(
             reservation(&pool, order_id).await,
@@ -77,15 +68,10 @@ async fn an_unknown_sku_fails_the_order() {
     with_database("inventory", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
 
-        apply(
-            &pool,
-            order_id,
-            &order_created(order_id, &[("KB-001", 1), ("ZZ-999", 1)], 100),
-        )
-        .await;
+        order(&pool, order_id, &[("KB-001", 1), ("ZZ-999", 1)]).await;
 
         assert_eq!(
-            status(reservation(&pool, order_id).await).as_deref(),
+            reservation_status(&pool, order_id).await.as_deref(),
             Some("FAILED")
         );
         assert_eq!(stock(&pool, "KB-001").await, (100, 0));
@@ -98,26 +84,11 @@ async fn an_unknown_sku_fails_the_order() {
 async fn a_cancelled_order_gives_its_stock_back_once() {
     with_database("inventory", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
-        apply(
-            &pool,
-            order_id,
-            &order_created(order_id, &[("MN-001", 20)], 100),
-        )
-        .await;
+        order(&pool, order_id, &[("MN-001", 20)]).await;
         assert_eq!(stock(&pool, "MN-001").await, (20, 20), "all of it held");
 
-        apply(
-            &pool,
-            order_id,
-            &order_cancelled(order_id, "payment declined"),
-        )
-        .await;
-        apply(
-            &pool,
-            order_id,
-            &order_cancelled(order_id, "payment declined"),
-        )
-        .await;
+        cancel(&pool, order_id).await;
+        cancel(&pool, order_id).await;
 
         assert_eq!(
             reservation(&pool, order_id).await,
@@ -130,9 +101,9 @@ async fn a_cancelled_order_gives_its_stock_back_once() {
         );
         // What was given back can be sold again.
         let next = OrderId::new();
-        apply(&pool, next, &order_created(next, &[("MN-001", 20)], 100)).await;
+        order(&pool, next, &[("MN-001", 20)]).await;
         assert_eq!(
-            status(reservation(&pool, next).await).as_deref(),
+            reservation_status(&pool, next).await.as_deref(),
             Some("RESERVED")
         );
     })
@@ -143,25 +114,15 @@ async fn a_cancelled_order_gives_its_stock_back_once() {
 async fn a_confirmed_order_ships_its_stock() {
     with_database("inventory", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
-        apply(
-            &pool,
-            order_id,
-            &order_created(order_id, &[("KB-001", 2), ("CB-001", 3)], 100),
-        )
-        .await;
+        order(&pool, order_id, &[("KB-001", 2), ("CB-001", 3)]).await;
 
-        apply(&pool, order_id, &order_confirmed(order_id, 100)).await;
-        apply(&pool, order_id, &order_confirmed(order_id, 100)).await;
+        confirm(&pool, order_id).await;
+        confirm(&pool, order_id).await;
         // A late cancellation cannot un-ship what left the warehouse.
-        apply(
-            &pool,
-            order_id,
-            &order_cancelled(order_id, "payment declined"),
-        )
-        .await;
+        cancel(&pool, order_id).await;
 
         assert_eq!(
-            status(reservation(&pool, order_id).await).as_deref(),
+            reservation_status(&pool, order_id).await.as_deref(),
             Some("COMMITTED")
         );
         assert_eq!(stock(&pool, "KB-001").await, (98, 0));
@@ -175,23 +136,13 @@ async fn a_confirmed_order_ships_its_stock() {
 async fn a_failed_order_has_nothing_to_ship_or_release() {
     with_database("inventory", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
-        apply(
-            &pool,
-            order_id,
-            &order_created(order_id, &[("MN-001", 21)], 100),
-        )
-        .await;
+        order(&pool, order_id, &[("MN-001", 21)]).await;
 
-        apply(&pool, order_id, &order_confirmed(order_id, 100)).await;
-        apply(
-            &pool,
-            order_id,
-            &order_cancelled(order_id, "payment declined"),
-        )
-        .await;
+        confirm(&pool, order_id).await;
+        cancel(&pool, order_id).await;
 
         assert_eq!(
-            status(reservation(&pool, order_id).await).as_deref(),
+            reservation_status(&pool, order_id).await.as_deref(),
             Some("FAILED")
         );
         assert_eq!(stock(&pool, "MN-001").await, (20, 0));
@@ -205,21 +156,11 @@ async fn a_cancellation_before_the_order_leaves_a_tombstone() {
     with_database("inventory", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
 
-        apply(
-            &pool,
-            order_id,
-            &order_cancelled(order_id, "payment declined"),
-        )
-        .await;
-        apply(
-            &pool,
-            order_id,
-            &order_created(order_id, &[("KB-001", 1)], 100),
-        )
-        .await;
+        cancel(&pool, order_id).await;
+        order(&pool, order_id, &[("KB-001", 1)]).await;
 
         assert_eq!(
-            status(reservation(&pool, order_id).await).as_deref(),
+            reservation_status(&pool, order_id).await.as_deref(),
             Some("VOIDED")
         );
         assert_eq!(stock(&pool, "KB-001").await, (100, 0));
@@ -252,27 +193,15 @@ async fn a_duplicate_order_is_reserved_once() {
 async fn a_cancellation_racing_its_order_releases_it() {
     with_database("inventory", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
-        let created = Envelope::new(
-            &order_created(order_id, &[("KB-001", 4)], 100),
-            "order-service",
-            order_id.as_uuid(),
-            None,
-        )
-        .expect("serializable");
-        let cancelled = Envelope::new(
-            &order_cancelled(order_id, "payment declined"),
-            "order-service",
-            order_id.as_uuid(),
-            None,
-        )
-        .expect("serializable");
+        let created = from_order(order_id, &order_created(order_id, &[("KB-001", 4)], 100));
+        let cancelled = from_order(order_id, &order_cancelled(order_id, "payment declined"));
 
         // The reservation is written but not committed when the
         // cancellation looks: it finds no row, and its tombstone claim waits.
         checkout_testkit::race(&pool, InventoryHandler, &created, cancelled).await;
 
         assert_eq!(
-            status(reservation(&pool, order_id).await).as_deref(),
+            reservation_status(&pool, order_id).await.as_deref(),
             Some("RELEASED")
         );
         assert_eq!(stock(&pool, "KB-001").await, (100, 0));
@@ -282,4 +211,27 @@ async fn a_cancellation_racing_its_order_releases_it() {
         );
     })
     .await;
+}
+
+// The steps these cases take again and again, one order of 100 USD each.
+
+async fn order(pool: &PgPool, order_id: OrderId, items: &[(&str, i64)]) -> Outcome {
+    apply(pool, order_id, &order_created(order_id, items, 100)).await
+}
+
+async fn confirm(pool: &PgPool, order_id: OrderId) -> Outcome {
+    apply(pool, order_id, &order_confirmed(order_id, 100)).await
+}
+
+async fn cancel(pool: &PgPool, order_id: OrderId) -> Outcome {
+    apply(
+        pool,
+        order_id,
+        &order_cancelled(order_id, "payment declined"),
+    )
+    .await
+}
+
+async fn reservation_status(pool: &PgPool, order_id: OrderId) -> Option<String> {
+    status(reservation(pool, order_id).await)
 }

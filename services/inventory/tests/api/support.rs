@@ -2,7 +2,7 @@
 //! does, reading stock and reservations as stored, and the API's answers
 //! as typed views.
 
-use checkout_events::{Envelope, Event, OrderId};
+use checkout_events::{Event, OrderId};
 use checkout_messaging::Outcome;
 use checkout_runtime::http::Amount;
 
@@ -14,11 +14,13 @@ use uuid::Uuid;
 /// Applies `event` as the consumer does: the handler in one transaction,
 /// committed when applied.
 pub(crate) async fn apply<E: Event>(pool: &PgPool, order_id: OrderId, event: &E) -> Outcome {
-    let envelope =
-        Envelope::new(event, "order-service", order_id.as_uuid(), None).expect("serializable");
-    checkout_testkit::handle(pool, &InventoryHandler, &envelope)
-        .await
-        .expect("handled")
+    checkout_testkit::handle(
+        pool,
+        &InventoryHandler,
+        &checkout_testkit::from_order(order_id, event),
+    )
+    .await
+    .expect("handled")
 }
 
 /// `(on_hand, reserved)` of a product.

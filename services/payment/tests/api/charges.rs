@@ -2,10 +2,11 @@
 
 use crate::support::{apply, payments};
 use checkout_events::fixtures::build::{order_cancelled, payment_requested, usd};
-use checkout_events::{Envelope, OrderId, PaymentCaptured, PaymentRefunded};
+use checkout_events::{OrderId, PaymentCaptured, PaymentRefunded};
 use checkout_messaging::Outcome;
-use checkout_testkit::{outbox_envelopes, outbox_event_types, with_database};
+use checkout_testkit::{from_order, outbox_envelopes, outbox_event_types, with_database};
 use payment_service::{MIGRATOR, PaymentHandler};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -13,12 +14,7 @@ async fn a_good_card_is_captured() {
     with_database("payment", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
 
-        let outcome = apply(
-            &pool,
-            order_id,
-            &payment_requested(order_id, 9998, "tok_visa"),
-        )
-        .await;
+        let outcome = pay(&pool, order_id, "tok_visa").await;
 
         assert_eq!(outcome, Outcome::Applied);
         let rows = payments(&pool, order_id).await;
@@ -44,12 +40,7 @@ async fn the_decline_token_is_declined() {
     with_database("payment", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
 
-        apply(
-            &pool,
-            order_id,
-            &payment_requested(order_id, 9998, "tok_decline"),
-        )
-        .await;
+        pay(&pool, order_id, "tok_decline").await;
 
         let rows = payments(&pool, order_id).await;
         assert_eq!(rows.len(), 1);
@@ -64,15 +55,10 @@ async fn the_decline_token_is_declined() {
 async fn a_cancelled_order_is_refunded_once() {
     with_database("payment", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
-        apply(
-            &pool,
-            order_id,
-            &payment_requested(order_id, 9998, "tok_visa"),
-        )
-        .await;
+        pay(&pool, order_id, "tok_visa").await;
 
-        apply(&pool, order_id, &order_cancelled(order_id, "out of stock")).await;
-        apply(&pool, order_id, &order_cancelled(order_id, "out of stock")).await;
+        cancel(&pool, order_id).await;
+        cancel(&pool, order_id).await;
 
         let rows = payments(&pool, order_id).await;
         assert_eq!(rows[0].status, "REFUNDED");
@@ -94,14 +80,9 @@ async fn a_cancelled_order_is_refunded_once() {
 async fn a_declined_payment_has_nothing_to_refund() {
     with_database("payment", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
-        apply(
-            &pool,
-            order_id,
-            &payment_requested(order_id, 9998, "tok_decline"),
-        )
-        .await;
+        pay(&pool, order_id, "tok_decline").await;
 
-        apply(&pool, order_id, &order_cancelled(order_id, "out of stock")).await;
+        cancel(&pool, order_id).await;
 
         assert_eq!(payments(&pool, order_id).await[0].status, "DECLINED");
         assert_eq!(outbox_event_types(&pool).await, ["PaymentFailed"]);
@@ -114,13 +95,8 @@ async fn a_cancellation_before_the_order_leaves_a_tombstone() {
     with_database("payment", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
 
-        apply(&pool, order_id, &order_cancelled(order_id, "out of stock")).await;
-        apply(
-            &pool,
-            order_id,
-            &payment_requested(order_id, 9998, "tok_visa"),
-        )
-        .await;
+        cancel(&pool, order_id).await;
+        pay(&pool, order_id, "tok_visa").await;
 
         let rows = payments(&pool, order_id).await;
         assert_eq!(rows.len(), 1);
@@ -173,20 +149,8 @@ async fn other_events_are_ignored() {
 async fn a_cancellation_racing_its_order_refunds_it() {
     with_database("payment", &MIGRATOR, |pool| async move {
         let order_id = OrderId::new();
-        let created = Envelope::new(
-            &payment_requested(order_id, 9998, "tok_visa"),
-            "order-service",
-            order_id.as_uuid(),
-            None,
-        )
-        .expect("serializable");
-        let cancelled = Envelope::new(
-            &order_cancelled(order_id, "out of stock"),
-            "order-service",
-            order_id.as_uuid(),
-            None,
-        )
-        .expect("serializable");
+        let created = from_order(order_id, &payment_requested(order_id, 9998, "tok_visa"));
+        let cancelled = from_order(order_id, &order_cancelled(order_id, "out of stock"));
 
         // The charge is written but not committed when the cancellation
         // looks: it finds no row, and its tombstone claim waits for the charge.
@@ -199,4 +163,15 @@ async fn a_cancellation_racing_its_order_refunds_it() {
         );
     })
     .await;
+}
+
+// The steps these cases take again and again: an order of 99.98 USD paid
+// with `token`, and its cancellation.
+
+async fn pay(pool: &PgPool, order_id: OrderId, token: &str) -> Outcome {
+    apply(pool, order_id, &payment_requested(order_id, 9998, token)).await
+}
+
+async fn cancel(pool: &PgPool, order_id: OrderId) -> Outcome {
+    apply(pool, order_id, &order_cancelled(order_id, "out of stock")).await
 }

@@ -2,8 +2,8 @@
 //! `GET/PUT /faults` over HTTP (answered only with `FAULTS_ENABLED=true`).
 
 use crate::support::payments;
+use checkout_events::OrderId;
 use checkout_events::fixtures::build::payment_requested;
-use checkout_events::{Envelope, OrderId};
 use checkout_runtime::faults::Change;
 use checkout_runtime::{Faults, Switch};
 use checkout_testkit::{Running, spawn, spawn_with, with_database};
@@ -26,8 +26,7 @@ async fn the_decline_switch_declines_a_good_card_while_it_is_on() {
             faults.apply(&change).expect("a valid change");
             let order_id = OrderId::new();
             let event = payment_requested(order_id, 9998, "tok_visa");
-            let envelope = Envelope::new(&event, "order-service", order_id.as_uuid(), None)
-                .expect("serializable");
+            let envelope = checkout_testkit::from_order(order_id, &event);
             checkout_testkit::handle(&pool, &handler, &envelope)
                 .await
                 .expect("handled");

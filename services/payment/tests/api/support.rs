@@ -1,7 +1,7 @@
 //! What the Payment tests share: applying an event as the consumer does,
 //! and reading the `payments` rows as stored.
 
-use checkout_events::{Envelope, Event, OrderId};
+use checkout_events::{Event, OrderId};
 use checkout_messaging::Outcome;
 
 use payment_service::PaymentHandler;
@@ -11,8 +11,7 @@ use uuid::Uuid;
 /// Applies `event` as the consumer does: the handler in one transaction,
 /// committed when applied.
 pub(crate) async fn apply<E: Event>(pool: &PgPool, order_id: OrderId, event: &E) -> Outcome {
-    let envelope =
-        Envelope::new(event, "order-service", order_id.as_uuid(), None).expect("serializable");
+    let envelope = checkout_testkit::from_order(order_id, event);
     checkout_testkit::handle(pool, &PaymentHandler::default(), &envelope)
         .await
         .expect("handled")

@@ -71,6 +71,20 @@ pub(crate) async fn put(
     body: &[u8],
     properties: BasicProperties,
 ) -> Confirmation {
+    try_put(channel, exchange, routing_key, body, properties)
+        .await
+        .expect("publish and confirm")
+}
+
+/// Publishes and waits for the broker's confirm; the error is a refusal
+/// (the broker closes the channel over it) or a lost connection.
+pub(crate) async fn try_put(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<Confirmation, lapin::Error> {
     channel
         .basic_publish(
             ShortString::from(exchange),
@@ -79,10 +93,8 @@ pub(crate) async fn put(
             body,
             properties,
         )
+        .await?
         .await
-        .expect("publish")
-        .await
-        .expect("confirm")
 }
 
 pub(crate) fn properties(message_id: &str, headers: FieldTable) -> BasicProperties {

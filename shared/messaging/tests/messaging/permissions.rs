@@ -10,6 +10,7 @@
 //! then the topology declared by an administrator — and removes the
 //! namespace and its users at the end, also when it fails.
 
+use crate::dead_letters::try_put;
 use crate::support::{ADMIN_URL, AMQP_URL};
 use checkout_events::{
     Currency, Envelope, Event, Money, OrderConfirmed, OrderId, PUBLISHERS, PaymentCaptured,
@@ -17,7 +18,7 @@ use checkout_events::{
 };
 use checkout_messaging::access::{self, BrokerUser};
 use checkout_messaging::{RetryPolicy, Topology};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use sqlx::postgres::PgPoolOptions;
@@ -226,19 +227,8 @@ pub(crate) async fn publish(
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm mode");
-    let confirmed = async {
-        channel
-            .basic_publish(
-                ShortString::from(exchange),
-                ShortString::from(routing_key),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await?
-            .await
-    }
-    .await;
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    let confirmed = try_put(&channel, exchange, routing_key, body, persistent).await;
     match confirmed {
         Ok(Confirmation::Ack(None)) => Ok(()),
         Ok(other) => Err(format!("not acked: {other:?}")),

@@ -71,6 +71,18 @@ fn limits(header: u64, request: u64, concurrent: usize) -> HttpLimits {
     }
 }
 
+/// A well-formed request still gets its 200: what was refused before it
+/// was the bad connection alone, not the server.
+async fn assert_serves(address: &str) {
+    let (answer, _) = until_closed(
+        address,
+        b"GET /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}
+
 #[tokio::test]
 async fn a_client_that_stalls_mid_request_line_is_disconnected_after_the_header_timeout() {
     let service = Router::new().route("/x", get(|| async { "x" }));
@@ -92,13 +104,7 @@ async fn a_client_that_stalls_mid_request_line_is_disconnected_after_the_header_
     );
 
     // A whole request on time is served.
-    let (answer, _) = until_closed(
-        &address,
-        b"GET /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-        Duration::from_secs(10),
-    )
-    .await;
-    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert_serves(&address).await;
     stop.cancel();
 }
 
@@ -156,13 +162,7 @@ async fn an_oversized_request_head_is_refused_and_the_server_goes_on() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
         "{answer}"
     );
-    let (answer, _) = until_closed(
-        &address,
-        b"GET /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-        Duration::from_secs(10),
-    )
-    .await;
-    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert_serves(&address).await;
     stop.cancel();
 }
 

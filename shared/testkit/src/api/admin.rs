@@ -125,6 +125,28 @@ pub async fn check_admin(base: &str, authorization: &str, expected: &[&str]) {
     }
 }
 
+/// Checks an admin list of one order's records, `GET {path}?order_id=`
+/// (`/payments`, `/emails`), on the service at `base`: [`check_admin`]
+/// with it as the service's one admin operation, then with the token, an
+/// order never seen lists `200 []` — an unknown order is an empty answer,
+/// not a 404 that would tell a caller which orders exist.
+pub async fn check_admin_list(base: &str, authorization: &str, path: &str) {
+    check_admin(base, authorization, &[&format!("GET {path}")]).await;
+    let url = format!("{base}{path}?order_id={}", uuid::Uuid::now_v7());
+    let admitted = reqwest::Client::new()
+        .get(&url)
+        .header("authorization", authorization)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(admitted.status(), 200, "GET {path} with the token");
+    let listed: Vec<Value> = admitted.json().await.expect("a JSON list");
+    assert!(
+        listed.is_empty(),
+        "GET {path} of an unseen order: {listed:?}"
+    );
+}
+
 /// Asserts `response` is a 401 problem with a `Bearer` challenge.
 async fn assert_unauthorized(response: reqwest::Response, what: &str) {
     assert_eq!(response.status(), 401, "{what}");
