@@ -50,7 +50,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
 pub async fn build_with(config: Config, mail: Settings) -> anyhow::Result<Application> {
     let mut runtime = Runtime::start(SERVICE, config, &MIGRATOR).await?;
     let wake = Arc::new(Notify::new());
-    runtime.spawn_consumer(handler::Notifier::new(wake.clone()));
+    runtime.register_consumer(handler::Notifier::new(wake.clone()));
     let faults = runtime.offer_faults(&[Switch::SmtpRefuse]);
     match mail.transport.clone() {
         Some(transport) => {

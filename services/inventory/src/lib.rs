@@ -54,7 +54,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         .context("cannot announce the catalog")?;
     runtime.register_relay();
     runtime.offer_faults(&[Switch::FailTransient, Switch::FailPermanent]);
-    runtime.spawn_consumer(InventoryHandler);
+    runtime.register_consumer(InventoryHandler);
     let api = routes::api(runtime.pool().clone());
     Ok(runtime.with_api(api))
 }

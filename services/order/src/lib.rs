@@ -61,7 +61,7 @@ pub async fn build_with(config: Config, settings: Settings) -> anyhow::Result<Ap
         .with_collector(metrics::orders_by_status);
     metrics::describe(settings.order_deadline);
     runtime.register_relay();
-    runtime.spawn_consumer(handler::OrderHandler);
+    runtime.register_consumer(handler::OrderHandler);
     let deadline = settings.order_deadline;
     runtime.spawn_task(deadline::run(
         runtime.pool().clone(),

@@ -46,7 +46,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         Switch::FailTransient,
         Switch::FailPermanent,
     ]);
-    runtime.spawn_consumer(PaymentHandler::new(faults));
+    runtime.register_consumer(PaymentHandler::new(faults));
     let api = routes::api(runtime.pool().clone());
     Ok(runtime.with_api(api))
 }

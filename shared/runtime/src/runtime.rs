@@ -190,9 +190,9 @@ impl Runtime {
     }
 
     /// Registers a consumer of this service's queue with `handler` (behind
-    /// the delivery fault switches): it runs
-    /// in every broker session once the service runs.
-    pub fn spawn_consumer<H: Handler>(&mut self, handler: H) {
+    /// the delivery fault switches): it runs in every broker session once
+    /// the service runs.
+    pub fn register_consumer<H: Handler>(&mut self, handler: H) {
         let consumer = Consumer::new(
             self.pool.clone(),
             Faulty::new(handler, self.faults.clone()),
