@@ -14,9 +14,12 @@
 //!    each service's user publish only its own routing keys; this is the
 //!    second lock, against a message published with some other
 //!    credentials (an operator's, a replay, a misconfigured user);
-//! 4. in one transaction inserts `processed_events (event_id, handler)` and
-//!    runs the [`Handler`]; a conflict on that insert means the event was
-//!    already applied, so it is acked and nothing else happens;
+//! 4. applies it together with the deliveries that arrived with it, in one
+//!    transaction ([`batch`]): the inbox rows `processed_events (event_id,
+//!    handler)` of the batch are inserted in one statement — an event whose
+//!    row is already there was applied before, so it is acked and nothing
+//!    else happens — and each fresh event's [`Handler`] runs under a
+//!    savepoint of its own, so a failing one is rolled back alone;
 //! 5. acks only after the commit.
 //!
 //! Failures are of three kinds, and only a failure of the handler itself
@@ -43,15 +46,19 @@
 //! dead-letter exchange — never through the default exchange, which the
 //! service's broker user may not write to (see [`crate::topology`]).
 //!
-//! Deliveries are handled concurrently, bounded by the prefetch count, so a
-//! slow handler for one order does not hold up the others. Handlers that
-//! touch the same row must lock it (`SELECT … FOR UPDATE`).
+//! Handlers run one batch at a time, and the batch before commits and
+//! settles while the next one runs; at most the prefetch count of
+//! deliveries is unacked. Handlers that touch the same row must lock it
+//! (`SELECT … FOR UPDATE`), because other transactions (another replica,
+//! an HTTP request) may touch it too.
 
 //!
 //! One file per job: [`handler`] (what a service implements), `dispatch`
-//! (decode, refuse forgeries, apply with the inbox row, wait out outages)
-//! and `verdict` (ack, retry or dead-letter, each forward in a span).
+//! (decode, refuse forgeries, turn an outcome into a verdict), [`batch`]
+//! (apply deliveries together, wait out outages) and `verdict` (ack, retry
+//! or dead-letter, each forward in a span).
 
+mod batch;
 mod dispatch;
 mod handler;
 mod verdict;
@@ -71,7 +78,7 @@ use lapin::{Channel, Connection, Consumer as Deliveries};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +91,8 @@ pub struct Consumer<H> {
     topology: Topology,
     retries: RetryPolicy,
     prefetch: u16,
+    batch_limit: u16,
+    linger: Duration,
     drain_timeout: Duration,
     forward_timeout: Duration,
     peer: Peer,
@@ -98,6 +107,8 @@ impl<H> Clone for Consumer<H> {
             topology: self.topology.clone(),
             retries: self.retries.clone(),
             prefetch: self.prefetch,
+            batch_limit: self.batch_limit,
+            linger: self.linger,
             drain_timeout: self.drain_timeout,
             forward_timeout: self.forward_timeout,
             peer: self.peer.clone(),
@@ -115,12 +126,14 @@ struct Session {
     /// Cancelled at shutdown: a handler waiting out an outage gives up and
     /// leaves its delivery unacked (the broker redelivers it).
     shutdown: CancellationToken,
+    /// Held by the one batch whose handlers run (see [`batch`]).
+    lane: Arc<Mutex<()>>,
 }
 
 impl<H: Handler> Consumer<H> {
     /// A consumer of `service`'s queue in `topology`, recording processed
-    /// events under the name `service`, with the default retry policy and
-    /// prefetch 64.
+    /// events under the name `service`, with the default retry policy,
+    /// prefetch 64 and batches of up to 32 deliveries taken without linger.
     pub fn new(pool: PgPool, handler: H, topology: &Topology, service: &str) -> Self {
         Self {
             pool,
@@ -129,15 +142,32 @@ impl<H: Handler> Consumer<H> {
             topology: topology.clone(),
             retries: RetryPolicy::default(),
             prefetch: 64,
+            batch_limit: batch::MAX_BATCH,
+            linger: Duration::ZERO,
             drain_timeout: Duration::from_secs(10),
             forward_timeout: Duration::from_secs(30),
             peer: Peer::unknown(),
         }
     }
 
-    /// How many unacknowledged deliveries (and so concurrent handlers) at most.
+    /// How many unacknowledged deliveries at most.
     pub fn with_prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// How many deliveries one transaction applies at most (1 to 32, and
+    /// never more than the prefetch); 1 applies each on its own.
+    pub fn with_batch_limit(mut self, limit: u16) -> Self {
+        self.batch_limit = limit.clamp(1, batch::MAX_BATCH);
+        self
+    }
+
+    /// How long a batch waits for more deliveries after its first one
+    /// (default zero: it takes what has already arrived, so a lone
+    /// delivery is not held back). Tests use it to make batches certain.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 
@@ -197,6 +227,7 @@ impl<H: Handler> Consumer<H> {
             publisher,
             pause,
             shutdown: shutdown.clone(),
+            lane: Arc::default(),
         });
         let mut in_flight = JoinSet::new();
         let outcome = this
@@ -247,8 +278,9 @@ impl<H: Handler> Consumer<H> {
         Ok((channel, deliveries))
     }
 
-    /// Hands each delivery to a task of its own, at most `prefetch` at a
-    /// time, until `shutdown` (`Ok`) or the broker ends the stream (`Err`).
+    /// Gathers the deliveries that are ready into a batch whenever the
+    /// lane is free and hands it to a task of its own, until `shutdown`
+    /// (`Ok`) or the broker ends the stream (`Err`).
     async fn take_deliveries(
         self: Arc<Self>,
         deliveries: &mut Deliveries,
@@ -256,28 +288,34 @@ impl<H: Handler> Consumer<H> {
         in_flight: &mut JoinSet<()>,
         shutdown: &CancellationToken,
     ) -> Result<(), lapin::Error> {
-        let permits = Arc::new(Semaphore::new(usize::from(self.prefetch)));
+        let limit = usize::from(self.batch_limit.min(self.prefetch));
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
                 next = deliveries.next() => match next {
-                    Some(Ok(delivery)) => {
-                        let Ok(permit) = permits.clone().acquire_owned().await else {
-                            return Ok(());
-                        };
-                        let (this, session) = (self.clone(), session.clone());
-                        in_flight.spawn(async move {
-                            this.process(&session, delivery).await;
-                            drop(permit);
-                        });
-                    }
+                    Some(Ok(delivery)) => delivery,
                     Some(Err(error)) => return Err(error),
-                    None => return Err(lapin::Error::from(std::io::Error::other(
-                        "the broker ended the consumer",
-                    ))),
+                    None => return Err(ended()),
                 },
+            };
+            // Deliveries that arrive while the previous batch's handlers
+            // run join this one.
+            let lane = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                lane = session.lane.clone().lock_owned() => lane,
+            };
+            let (batch, ended) = batch::gather(first, deliveries, limit, self.linger).await;
+            let (this, session) = (self.clone(), session.clone());
+            in_flight.spawn(async move { this.run_batch(&session, batch, lane).await });
+            if let Some(error) = ended {
+                return Err(error);
             }
         }
     }
+}
+
+/// The error of a consumer stream the broker ended.
+fn ended() -> lapin::Error {
+    lapin::Error::from(std::io::Error::other("the broker ended the consumer"))
 }

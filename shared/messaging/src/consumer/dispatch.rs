@@ -1,6 +1,7 @@
 //! One delivery from bytes to a verdict: decode the envelope, open its
-//! `process` span, refuse a forgery, and apply it with its inbox row —
-//! waiting out outages of the database without counting an attempt.
+//! `process` span, refuse a forgery ([`admit`](Consumer::admit)); once its
+//! batch has been applied ([`super::batch`]), turn what the handler
+//! answered into a verdict and settle it ([`conclude`](Consumer::conclude)).
 
 use super::verdict::Verdict;
 use super::{Consumer, Handler, HandlerError, Outcome, Session};
@@ -9,14 +10,36 @@ use crate::metrics::HANDLER_DURATION;
 use crate::spans::{self, Message};
 use checkout_events::Envelope;
 use checkout_telemetry::propagation::extract_amqp;
-use futures::FutureExt as _;
 use lapin::message::Delivery;
-use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 use tracing::{Instrument, Span};
 
+/// What applying one event came to: `Ok(None)` means it had already been
+/// processed (the inbox row was there).
+pub(super) type Applied = Result<Option<Outcome>, HandlerError>;
+
+/// A decoded, admitted delivery waiting for its batch's transaction.
+pub(super) struct Pending {
+    pub(super) delivery: Delivery,
+    pub(super) envelope: Envelope,
+    /// Its `process` span: the handler runs in it, so the events it emits
+    /// carry this trace context.
+    pub(super) span: Span,
+    started: Instant,
+}
+
+/// A delivery settled without reaching a handler: poison or a forgery.
+pub(super) struct Refused {
+    delivery: Delivery,
+    verdict: Verdict,
+    event_type: String,
+    span: Span,
+}
+
 impl<H: Handler> Consumer<H> {
-    pub(super) async fn process(&self, session: &Session, delivery: Delivery) {
+    /// Decodes `delivery` and checks its source: poison and forgeries are
+    /// refused (to be dead-lettered), everything else waits for its batch.
+    pub(super) fn admit(&self, delivery: Delivery) -> Result<Pending, Refused> {
         let started = Instant::now();
         let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
             Ok(envelope) => envelope,
@@ -28,28 +51,62 @@ impl<H: Handler> Consumer<H> {
                 );
                 let verdict =
                     Verdict::DeadLetter(Reason::Poison, format!("not an event envelope: {error}"));
-                self.settle(session, &delivery, verdict, "unknown").await;
-                return;
+                return Err(Refused {
+                    delivery,
+                    verdict,
+                    event_type: "unknown".to_owned(),
+                    span: Span::none(),
+                });
             }
         };
-
         let span = self.consumer_span(&delivery, &envelope);
-        async {
-            if let Some(why) = forged(&envelope) {
+        if let Some(why) = forged(&envelope) {
+            span.in_scope(|| {
                 tracing::warn!(
                     event_type = %envelope.event_type,
                     source = %envelope.source,
                     "{why}; dead-lettering"
                 );
-                let verdict = Verdict::DeadLetter(Reason::Forbidden, why);
-                self.settle(session, &delivery, verdict, &envelope.event_type)
-                    .await;
-                return;
-            }
-            let Some(verdict) = self.verdict(session, &envelope).await else {
-                // Shutdown during an outage: the broker redelivers it.
-                return;
-            };
+            });
+            return Err(Refused {
+                delivery,
+                verdict: Verdict::DeadLetter(Reason::Forbidden, why),
+                event_type: envelope.event_type,
+                span,
+            });
+        }
+        Ok(Pending {
+            delivery,
+            envelope,
+            span,
+            started,
+        })
+    }
+
+    /// Settles a refused delivery (dead-letters it), in its span.
+    pub(super) async fn refuse(&self, session: &Session, refused: Refused) {
+        let Refused {
+            delivery,
+            verdict,
+            event_type,
+            span,
+        } = refused;
+        self.settle(session, &delivery, verdict, &event_type)
+            .instrument(span)
+            .await;
+    }
+
+    /// Settles an applied (or failed) delivery once its batch has
+    /// committed or been given up, in its span.
+    pub(super) async fn conclude(&self, session: &Session, pending: Pending, applied: Applied) {
+        let Pending {
+            delivery,
+            envelope,
+            span,
+            started,
+        } = pending;
+        async {
+            let verdict = verdict_of(applied, &envelope);
             // Labels take only known types: the broker's string is anyone's.
             let event_type = checkout_events::event_type_label(&envelope.event_type);
             self.settle(session, &delivery, verdict, event_type).await;
@@ -58,100 +115,6 @@ impl<H: Handler> Consumer<H> {
         }
         .instrument(span)
         .await;
-    }
-
-    /// What becomes of `envelope` once the handler applied it (or not).
-    /// `None` at shutdown during an outage.
-    async fn verdict(&self, session: &Session, envelope: &Envelope) -> Option<Verdict> {
-        let verdict = match self.apply_when_available(session, envelope).await? {
-            Ok(Some(Outcome::Applied)) => Verdict::Ack("applied"),
-            Ok(Some(Outcome::Ignored)) => {
-                tracing::debug!(event_type = %envelope.event_type, "event type not handled here; ignored");
-                Verdict::Ack("ignored")
-            }
-            Ok(None) => {
-                tracing::info!("already processed; acknowledged without effect");
-                Verdict::Ack("duplicate")
-            }
-            Err(HandlerError::Transient(error)) => Verdict::Retry(error.to_string()),
-            // Not reached: outages are waited out above.
-            Err(HandlerError::Unavailable(error)) => Verdict::Retry(error.to_string()),
-            Err(HandlerError::Poison(error)) => Verdict::DeadLetter(Reason::Poison, error),
-            Err(HandlerError::Permanent(error)) => Verdict::DeadLetter(Reason::Permanent, error),
-        };
-        Some(verdict)
-    }
-
-    /// [`apply`](Self::apply), waiting out outages of the database: while
-    /// it is down the same delivery is tried again once it is back, without
-    /// counting an attempt. A panicking handler is a transient failure (its
-    /// transaction is rolled back by the drop). `None` at shutdown.
-    async fn apply_when_available(
-        &self,
-        session: &Session,
-        envelope: &Envelope,
-    ) -> Option<Result<Option<Outcome>, HandlerError>> {
-        loop {
-            if !session.pause.wait_until_available().await {
-                return None;
-            }
-            let applied = AssertUnwindSafe(self.apply(envelope))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a non-string payload".to_owned());
-                    Err(HandlerError::Transient(
-                        format!("the handler panicked: {message}").into(),
-                    ))
-                });
-            match applied {
-                Err(HandlerError::Unavailable(_)) if session.shutdown.is_cancelled() => {
-                    return None;
-                }
-                Err(HandlerError::Unavailable(error)) => session.pause.report(&*error),
-                other => return Some(other),
-            }
-        }
-    }
-
-    /// Runs the handler with the inbox row in one transaction. `Ok(None)`
-    /// means the event had already been processed.
-    async fn apply(&self, envelope: &Envelope) -> Result<Option<Outcome>, HandlerError> {
-        // Not getting a connection at all is an outage whatever the error
-        // says (a database that refuses connections answers 55000, say).
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| HandlerError::Unavailable(Box::new(e)))?;
-        let fresh = sqlx::query(
-            "INSERT INTO processed_events (event_id, handler) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(envelope.id)
-        .bind(&self.service)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !fresh {
-            return Ok(None);
-        }
-        let outcome = self.handler.handle(envelope, &mut tx).await?;
-        match outcome {
-            Outcome::Applied => {
-                // Handlers emit their replies into the outbox.
-                crate::outbox::commit(tx).await?;
-                self.handler.committed(envelope);
-            }
-            // Not recording it keeps the inbox to what was really done.
-            Outcome::Ignored => tx.rollback().await?,
-        }
-        Ok(Some(outcome))
     }
 
     /// The `process <queue>` span of a delivery (see [`crate::spans`]).
@@ -177,6 +140,26 @@ impl<H: Handler> Consumer<H> {
             &self.peer,
             producer,
         )
+    }
+}
+
+/// What becomes of `envelope` once the handler applied it (or not).
+fn verdict_of(applied: Applied, envelope: &Envelope) -> Verdict {
+    match applied {
+        Ok(Some(Outcome::Applied)) => Verdict::Ack("applied"),
+        Ok(Some(Outcome::Ignored)) => {
+            tracing::debug!(event_type = %envelope.event_type, "event type not handled here; ignored");
+            Verdict::Ack("ignored")
+        }
+        Ok(None) => {
+            tracing::info!("already processed; acknowledged without effect");
+            Verdict::Ack("duplicate")
+        }
+        Err(HandlerError::Transient(error)) => Verdict::Retry(error.to_string()),
+        // Not reached: outages are waited out by the batch.
+        Err(HandlerError::Unavailable(error)) => Verdict::Retry(error.to_string()),
+        Err(HandlerError::Poison(error)) => Verdict::DeadLetter(Reason::Poison, error),
+        Err(HandlerError::Permanent(error)) => Verdict::DeadLetter(Reason::Permanent, error),
     }
 }
 
