@@ -152,6 +152,31 @@ async fn an_event_delivered_twice_in_one_batch_is_applied_once() {
     env.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_second_copy_of_a_failing_event_in_a_batch_fails_on_its_own_account() {
+    let env = env().await;
+    let doomed = envelope(DOOMED, 1);
+    for event in [&doomed, &envelope(GOOD, 2), &doomed] {
+        env.publish(event).await;
+    }
+    let (shutdown, task) = start(&env, 3);
+    // As in transactions of their own: the first copy's failure gives its
+    // inbox row back, so the second is not taken for a duplicate.
+    let dead = env
+        .drain(
+            &env.topology.dead_letter_queue("probe"),
+            Duration::from_secs(10),
+            |got| got.len() >= 2,
+        )
+        .await;
+    stop(shutdown, task).await;
+    assert_eq!(dead.len(), 2, "each copy is dead-lettered");
+    assert_eq!(applied(&env, GOOD, 2).await, 1);
+    assert_eq!(applied(&env, DOOMED, 1).await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM processed_events").await, 1);
+    env.cleanup().await;
+}
+
 /// Makes every commit of a transaction that wrote to `state` fail, as a
 /// connection lost during the commit would (SQLSTATE 08006), while
 /// `commit_fuse` holds a row; counts the failed commits in a sequence
