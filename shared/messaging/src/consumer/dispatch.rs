@@ -39,7 +39,7 @@ pub(super) struct Refused {
 impl<H: Handler> Consumer<H> {
     /// Decodes `delivery` and checks its source: poison and forgeries are
     /// refused (to be dead-lettered), everything else waits for its batch.
-    pub(super) fn admit(&self, delivery: Delivery) -> Result<Pending, Refused> {
+    pub(super) fn admit(&self, delivery: Delivery) -> Result<Pending, Box<Refused>> {
         let started = Instant::now();
         let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
             Ok(envelope) => envelope,
@@ -51,12 +51,12 @@ impl<H: Handler> Consumer<H> {
                 );
                 let verdict =
                     Verdict::DeadLetter(Reason::Poison, format!("not an event envelope: {error}"));
-                return Err(Refused {
+                return Err(Box::new(Refused {
                     delivery,
                     verdict,
                     event_type: "unknown".to_owned(),
                     span: Span::none(),
-                });
+                }));
             }
         };
         let span = self.consumer_span(&delivery, &envelope);
@@ -68,12 +68,12 @@ impl<H: Handler> Consumer<H> {
                     "{why}; dead-lettering"
                 );
             });
-            return Err(Refused {
+            return Err(Box::new(Refused {
                 delivery,
                 verdict: Verdict::DeadLetter(Reason::Forbidden, why),
                 event_type: envelope.event_type,
                 span,
-            });
+            }));
         }
         Ok(Pending {
             delivery,
@@ -84,13 +84,13 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Settles a refused delivery (dead-letters it), in its span.
-    pub(super) async fn refuse(&self, session: &Session, refused: Refused) {
+    pub(super) async fn refuse(&self, session: &Session, refused: Box<Refused>) {
         let Refused {
             delivery,
             verdict,
             event_type,
             span,
-        } = refused;
+        } = *refused;
         self.settle(session, &delivery, verdict, &event_type)
             .instrument(span)
             .await;
