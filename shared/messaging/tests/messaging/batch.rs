@@ -68,6 +68,17 @@ fn start(env: &TestEnv, size: u16) -> (CancellationToken, JoinHandle<Result<(), 
     (shutdown, task)
 }
 
+/// Publishes `events`, then starts a consumer whose first batch holds them all.
+async fn publish_and_start(
+    env: &TestEnv,
+    events: &[&Envelope],
+) -> (CancellationToken, JoinHandle<Result<(), lapin::Error>>) {
+    for event in events {
+        env.publish(event).await;
+    }
+    start(env, u16::try_from(events.len()).expect("a small batch"))
+}
+
 /// How many transactions applied the recorded events.
 async fn transactions(env: &TestEnv) -> i64 {
     env.count("SELECT count(DISTINCT txid) FROM applied_in")
@@ -78,10 +89,7 @@ async fn transactions(env: &TestEnv) -> i64 {
 async fn a_message_failing_in_a_batch_is_dead_lettered_alone_and_the_rest_applied_once() {
     let env = env().await;
     let batch = [envelope(GOOD, 1), envelope(DOOMED, 2), envelope(GOOD, 3)];
-    for event in &batch {
-        env.publish(event).await;
-    }
-    let (shutdown, task) = start(&env, 3);
+    let (shutdown, task) = publish_and_start(&env, &[&batch[0], &batch[1], &batch[2]]).await;
     let dead = env
         .drain(
             &env.topology.dead_letter_queue("probe"),
@@ -128,10 +136,7 @@ async fn a_message_failing_in_a_batch_is_dead_lettered_alone_and_the_rest_applie
 async fn an_event_delivered_twice_in_one_batch_is_applied_once() {
     let env = env().await;
     let twice = envelope(GOOD, 1);
-    for event in [&twice, &envelope(GOOD, 2), &twice] {
-        env.publish(event).await;
-    }
-    let (shutdown, task) = start(&env, 3);
+    let (shutdown, task) = publish_and_start(&env, &[&twice, &envelope(GOOD, 2), &twice]).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
             applied(&env, GOOD, 2).await == 1
@@ -156,10 +161,7 @@ async fn an_event_delivered_twice_in_one_batch_is_applied_once() {
 async fn a_second_copy_of_a_failing_event_in_a_batch_fails_on_its_own_account() {
     let env = env().await;
     let doomed = envelope(DOOMED, 1);
-    for event in [&doomed, &envelope(GOOD, 2), &doomed] {
-        env.publish(event).await;
-    }
-    let (shutdown, task) = start(&env, 3);
+    let (shutdown, task) = publish_and_start(&env, &[&doomed, &envelope(GOOD, 2), &doomed]).await;
     // As in transactions of their own: the first copy's failure gives its
     // inbox row back, so the second is not taken for a duplicate.
     let dead = env
@@ -206,10 +208,7 @@ async fn a_batch_whose_commit_fails_is_not_acked_and_is_applied_once_when_redeli
     let env = env().await;
     fail_commits(&env).await;
     let batch: Vec<_> = (1..=3).map(|seq| envelope(GOOD, seq)).collect();
-    for event in &batch {
-        env.publish(event).await;
-    }
-    let (shutdown, task) = start(&env, 3);
+    let (shutdown, task) = publish_and_start(&env, &batch.iter().collect::<Vec<_>>()).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
             env.count("SELECT last_value FROM failed_commits").await >= 2
