@@ -6,7 +6,7 @@
 //!
 //! The failures take the consumer's ordinary paths — a transient error is
 //! retried through the delay queues, a permanent one dead-lettered with
-//! reason `rejected` — so what an operator sees is what a real failure
+//! reason `permanent` — so what an operator sees is what a real failure
 //! of that kind looks like.
 
 use super::{CRASH_EXIT_CODE, Faults, Switch};
