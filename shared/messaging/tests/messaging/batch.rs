@@ -250,13 +250,6 @@ async fn a_batch_whose_commit_fails_is_not_acked_and_is_applied_once_when_redeli
         );
     }
     assert_eq!(env.ready(&queue).await, 0, "all acked");
-    let dead = env
-        .drain(
-            &env.topology.dead_letter_queue("probe"),
-            Duration::ZERO,
-            |_| false,
-        )
-        .await;
-    assert!(dead.is_empty(), "nothing was dead-lettered");
+    env.assert_nothing_dead_lettered("probe").await;
     env.cleanup().await;
 }

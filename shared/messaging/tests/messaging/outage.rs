@@ -68,14 +68,7 @@ async fn a_database_outage_longer_than_the_retry_budget_delays_but_dead_letters_
         );
     }
     stop(shutdown, task).await;
-    let dead = env
-        .drain(
-            &env.topology.dead_letter_queue("probe"),
-            Duration::ZERO,
-            |_| false,
-        )
-        .await;
-    assert!(dead.is_empty(), "nothing was dead-lettered");
+    env.assert_nothing_dead_lettered("probe").await;
     env.cleanup().await;
 }
 

@@ -117,6 +117,14 @@ impl TestEnv {
             .expect("alter the test database");
     }
 
+    /// Asserts that `service`'s dead-letter queue holds nothing (what it
+    /// holds is taken).
+    pub(crate) async fn assert_nothing_dead_lettered(&self, service: &str) {
+        let queue = self.topology.dead_letter_queue(service);
+        let dead = self.drain(&queue, Duration::ZERO, |_| false).await;
+        assert!(dead.is_empty(), "nothing was dead-lettered into {queue}");
+    }
+
     /// Takes messages from `queue` until `done` says enough, or the queue
     /// is empty and the deadline has passed; acks what it takes.
     pub(crate) async fn drain(
