@@ -8,10 +8,10 @@
 
 use crate::OUTBOX;
 use crate::reservation::{self, Reservation};
-use crate::store::{self, Settle, Status};
+use crate::store::{self, Claim, Settle, Status};
 use checkout_events::{
     Envelope, Inbox as _, InventoryFailed, InventoryInbox, InventoryReleased, InventoryReserved,
-    OrderCancelled, OrderCreated, OrderId, ReservedItem,
+    OrderCancelled, OrderCreated, OrderId, ReservedItem, Sku,
 };
 use checkout_messaging::claim::lock_or_tombstone;
 use checkout_messaging::{Cause, Handler, HandlerError, Outcome};
@@ -50,14 +50,6 @@ async fn reserve(
     event: &OrderCreated,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    // Claimed as RESERVED; no one sees the row before commit, and a
-    // shortage rewrites it to FAILED below.
-    if !store::claim(tx, order_id, Status::Reserved, None).await? {
-        tracing::info!(
-            "the order already has a reservation (duplicate, or cancelled first); nothing to do"
-        );
-        return Ok(());
-    }
     let items: Vec<ReservedItem> = event
         .items
         .iter()
@@ -67,46 +59,71 @@ async fn reserve(
         })
         .collect();
     let lines = reservation::totals(&items);
-    let available = store::lock_stock(tx, lines.iter().map(|(sku, _)| sku)).await?;
-
     let cause = Cause::Event(envelope);
-    let decision = reservation::decide(&items, &available);
-    match &decision {
-        Reservation::Reserved => {
-            store::hold(tx, order_id, &lines).await?;
-            tracing::info!(lines = lines.len(), "stock reserved");
-            OUTBOX
-                .emit(tx, &InventoryReserved { order_id, items }, cause)
-                .await?;
+    // One SKU (every order of a flash sale): claimed and, if it fits, held
+    // in one statement. Several: claimed, then judged under the locks of
+    // all their products.
+    let claim = match lines.as_slice() {
+        [(sku, quantity)] => store::hold_one(tx, order_id, sku, *quantity).await?,
+        _ if store::claim(tx, order_id, Status::Reserved, None).await? => Claim::Claimed,
+        _ => Claim::Taken,
+    };
+    let held = match claim {
+        Claim::Taken => {
+            tracing::info!(
+                "the order already has a reservation (duplicate, or cancelled first); nothing to do"
+            );
+            return Ok(());
         }
-        Reservation::OutOfStock { sku, .. } => {
-            let reason = decision.reason().unwrap_or_default();
-            store::set_status(tx, order_id, Status::Failed, Some(&reason)).await?;
-            tracing::info!(%reason, "out of stock; nothing reserved");
-            let failed = InventoryFailed {
-                order_id,
-                reason,
-                sku: Some(sku.clone()),
-            };
-            OUTBOX.emit(tx, &failed, cause).await?;
-        }
+        Claim::Held => true,
+        Claim::Claimed => hold_or_fail(tx, order_id, &items, &lines, cause).await?,
+    };
+    if held {
+        tracing::info!(lines = lines.len(), "stock reserved");
+        OUTBOX
+            .emit(tx, &InventoryReserved { order_id, items }, cause)
+            .await?;
     }
     Ok(())
+}
+
+/// Judges an order claimed as RESERVED under the locks of its products
+/// (taken in SKU order) and holds all its `lines`, or marks it FAILED and
+/// emits why. Returns whether it holds them. No one sees the claim before
+/// commit, so its RESERVED status is never seen without its lines.
+async fn hold_or_fail(
+    tx: &mut PgConnection,
+    order_id: OrderId,
+    items: &[ReservedItem],
+    lines: &[(Sku, i64)],
+    cause: Cause<'_>,
+) -> Result<bool, HandlerError> {
+    let available = store::lock_stock(tx, lines.iter().map(|(sku, _)| sku)).await?;
+    let decision = reservation::decide(items, &available);
+    let Reservation::OutOfStock { sku, .. } = &decision else {
+        store::hold(tx, order_id, lines).await?;
+        return Ok(true);
+    };
+    let reason = decision.reason().unwrap_or_default();
+    store::set_status(tx, order_id, Status::Failed, Some(&reason)).await?;
+    tracing::info!(%reason, "out of stock; nothing reserved");
+    let failed = InventoryFailed {
+        order_id,
+        reason,
+        sku: Some(sku.clone()),
+    };
+    OUTBOX.emit(tx, &failed, cause).await?;
+    Ok(false)
 }
 
 /// A confirmed order's units leave the warehouse: a RESERVED reservation
 /// becomes COMMITTED. Anything else has nothing held to ship.
 #[instrument(skip_all, fields(order_id = %order_id))]
 async fn ship(tx: &mut PgConnection, order_id: OrderId) -> Result<(), HandlerError> {
-    match store::lock(tx, order_id).await? {
-        Some(Status::Reserved) => {
-            store::settle(tx, order_id, Settle::Ship).await?;
-            store::set_status(tx, order_id, Status::Committed, None).await?;
-            tracing::info!("reservation committed; stock shipped");
-        }
-        other => {
-            tracing::info!(status = ?other, "nothing held to ship");
-        }
+    if store::settle(tx, order_id, Settle::Ship).await? {
+        tracing::info!("reservation committed; stock shipped");
+    } else {
+        tracing::info!("nothing held to ship");
     }
     Ok(())
 }
@@ -120,27 +137,26 @@ async fn release(
     event: &OrderCancelled,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    let Some(status) =
-        lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?
-    else {
+    let how = Settle::Release(&event.reason);
+    // Most cancellations find the order RESERVED: one statement ends it.
+    let released = store::settle(tx, order_id, how).await?
+        || match lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone)
+            .await?
+        {
+            // Its OrderCreated committed since the first look; locked now.
+            Some(Status::Reserved) => store::settle(tx, order_id, how).await?,
+            // Nothing held, or settled already (the tombstone went in: None).
+            Some(Status::Failed | Status::Released | Status::Committed | Status::Voided) | None => {
+                false
+            }
+        };
+    if !released {
+        tracing::info!("nothing held, or already settled; nothing to release");
         return Ok(());
-    };
-
-    match status {
-        Status::Reserved => {
-            store::settle(tx, order_id, Settle::Release).await?;
-            store::set_status(tx, order_id, Status::Released, Some(&event.reason)).await?;
-            tracing::info!("reservation released");
-            OUTBOX
-                .emit(tx, &InventoryReleased { order_id }, Cause::Event(envelope))
-                .await?;
-        }
-        Status::Failed | Status::Released | Status::Committed | Status::Voided => {
-            tracing::info!(
-                ?status,
-                "nothing held, or already settled; nothing to release"
-            );
-        }
     }
+    tracing::info!("reservation released");
+    OUTBOX
+        .emit(tx, &InventoryReleased { order_id }, Cause::Event(envelope))
+        .await?;
     Ok(())
 }
