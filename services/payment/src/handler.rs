@@ -118,30 +118,43 @@ async fn refund(
     event: &OrderCancelled,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    let Some(payment) =
-        lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?
-    else {
-        return Ok(());
+    // Most cancellations find the payment CAPTURED: one statement refunds it.
+    let refunded = match store::refund(tx, order_id, &event.reason).await? {
+        Some(refunded) => refunded,
+        None => {
+            let locked =
+                lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone)
+                    .await?;
+            match locked.map(|payment| payment.status) {
+                // Its PaymentRequested committed since the first look; the
+                // row is locked now, so this refunds it.
+                Some(Status::Captured) => store::refund(tx, order_id, &event.reason)
+                    .await?
+                    .ok_or_else(|| {
+                        HandlerError::Transient(
+                            format!("the payment of order {order_id} changed under its lock")
+                                .into(),
+                        )
+                    })?,
+                Some(status @ (Status::Declined | Status::Refunded | Status::Voided)) => {
+                    tracing::info!(
+                        ?status,
+                        "nothing was taken or it was already given back; nothing to refund"
+                    );
+                    return Ok(());
+                }
+                // The tombstone went in: the cancellation overtook its order.
+                None => return Ok(()),
+            }
+        }
     };
-
-    match payment.status {
-        Status::Captured => {
-            let amount = payment.money();
-            store::set_status(tx, order_id, Status::Refunded, &event.reason).await?;
-            tracing::info!(payment_id = %payment.id, %amount, "payment refunded");
-            let refunded = PaymentRefunded {
-                order_id,
-                payment_id: payment.id,
-                amount,
-            };
-            OUTBOX.emit(tx, &refunded, Cause::Event(envelope)).await?;
-        }
-        Status::Declined | Status::Refunded | Status::Voided => {
-            tracing::info!(
-                status = ?payment.status,
-                "nothing was taken or it was already given back; nothing to refund"
-            );
-        }
-    }
+    let amount = refunded.money();
+    tracing::info!(payment_id = %refunded.id, %amount, "payment refunded");
+    let event = PaymentRefunded {
+        order_id,
+        payment_id: refunded.id,
+        amount,
+    };
+    OUTBOX.emit(tx, &event, Cause::Event(envelope)).await?;
     Ok(())
 }
