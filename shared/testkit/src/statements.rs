@@ -4,10 +4,10 @@
 //! database spends its time on, and each is a round trip too.
 
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tracing::instrument::WithSubscriber as _;
+use std::sync::{Arc, LazyLock};
 use tracing::field::{Field, Visit};
+use tracing::instrument::WithSubscriber as _;
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Event, Metadata, Subscriber};
