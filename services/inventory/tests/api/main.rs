@@ -4,6 +4,7 @@
 //! the whole service over HTTP.
 
 mod catalog;
+mod concurrent;
 mod flash_sale;
 mod http;
 mod products;
