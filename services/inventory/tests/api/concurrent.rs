@@ -28,16 +28,24 @@ enum Fate {
     Held,
 }
 
+/// One order of the test: its id, lines and fate.
+#[derive(Debug, Clone)]
+struct Order {
+    id: OrderId,
+    lines: Vec<(&'static str, i64)>,
+    fate: Fate,
+}
+
 #[tokio::test]
 async fn concurrent_reservations_shipments_and_releases_keep_the_stock_exact() {
     const ORDERS: usize = 48;
     const WRITERS: usize = 4;
     with_database("inventory", &MIGRATOR, |pool| async move {
-        let orders: Vec<(OrderId, Vec<(&str, i64)>, Fate)> = (0..ORDERS)
-            .map(|n| {
-                let lines = (0..3).map(|k| (SKUS[(n + k) % 4].0, 1)).collect();
-                let fate = [Fate::Shipped, Fate::Released, Fate::Held][n % 3];
-                (OrderId::new(), lines, fate)
+        let orders: Vec<Order> = (0..ORDERS)
+            .map(|n| Order {
+                id: OrderId::new(),
+                lines: (0..3).map(|k| (SKUS[(n + k) % 4].0, 1)).collect(),
+                fate: [Fate::Shipped, Fate::Released, Fate::Held][n % 3],
             })
             .collect();
 
@@ -54,7 +62,7 @@ async fn concurrent_reservations_shipments_and_releases_keep_the_stock_exact() {
                     .cloned()
                     .collect();
                 tokio::spawn(async move {
-                    for (id, lines, fate) in mine {
+                    for Order { id, lines, fate } in mine {
                         let created = from_order(id, &order_created(id, &lines, 100));
                         handle(&pool, &InventoryHandler, &created)
                             .await
@@ -77,7 +85,7 @@ async fn concurrent_reservations_shipments_and_releases_keep_the_stock_exact() {
 
         let mut expected: BTreeMap<&str, (i64, i64)> =
             SKUS.into_iter().map(|(sku, n)| (sku, (n, 0))).collect();
-        for (_, lines, fate) in &orders {
+        for Order { lines, fate, .. } in &orders {
             for (sku, quantity) in lines {
                 let (on_hand, reserved) = expected.get_mut(sku).expect("a known SKU");
                 match fate {
