@@ -152,23 +152,31 @@ mod tests {
             .execute(&pool)
             .await
             .expect("a product");
-            let request: PlaceOrder = serde_json::from_value(serde_json::json!({
-                "customer_id": "c-42",
-                "items": [{ "sku": "KB-001", "quantity": 2 }],
-                "card_token": "tok_visa",
-            }))
-            .expect("a request");
+            let request = || -> PlaceOrder {
+                serde_json::from_value(serde_json::json!({
+                    "customer_id": "c-42",
+                    "items": [{ "sku": "KB-001", "quantity": 2 }],
+                    "card_token": "tok_visa",
+                }))
+                .expect("a request")
+            };
+            let key = Key::parse(b"key-1").expect("a key");
 
-            let (placed, statements) = count_statements(place(&pool, None, request)).await;
+            let (placed, statements) = count_statements(place(&pool, None, request())).await;
+            let (keyed, keyed_statements) =
+                count_statements(place(&pool, Some(&key), request())).await;
 
             let placed = placed.expect("placed");
             // The prices, the order with its lines and timeline entry, both
-            // events, COMMIT (sqlx sends BEGIN unlogged, so it is not seen).
-            assert_eq!(statements, 4);
+            // events, COMMIT (sqlx sends BEGIN unlogged, so it is not seen);
+            // with a key, its claim (which prunes expired keys) first.
+            assert_eq!((statements, keyed_statements), (4, 5));
+            assert!(!keyed.expect("placed").replayed);
             let written: (i64, i64, i64) = sqlx::query_as(
                 "SELECT (SELECT count(*) FROM order_lines WHERE order_id = $1), \
                         (SELECT count(*) FROM order_events WHERE order_id = $1), \
-                        (SELECT count(*) FROM outbox)",
+                        (SELECT count(*) FROM outbox \
+                          WHERE (envelope->>'correlation_id')::uuid = $1)",
             )
             .bind(placed.id.as_uuid())
             .fetch_one(&pool)
