@@ -8,7 +8,7 @@
 
 use crate::OUTBOX;
 use crate::reservation::{self, Reservation};
-use crate::store::{self, Claim, Settle, Status};
+use crate::store::{self, HoldOne, Settle, Status};
 use checkout_events::{
     Envelope, Inbox as _, InventoryFailed, InventoryInbox, InventoryReleased, InventoryReserved,
     OrderCancelled, OrderCreated, OrderId, ReservedItem, Sku,
@@ -16,6 +16,7 @@ use checkout_events::{
 use checkout_messaging::claim::lock_or_tombstone;
 use checkout_messaging::{Cause, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
+use std::collections::BTreeMap;
 use tracing::instrument;
 
 /// The Inventory service's consumer handler: what the consumer runs for
@@ -60,23 +61,24 @@ async fn reserve(
         .collect();
     let lines = reservation::totals(&items);
     let cause = Cause::Event(envelope);
-    // One SKU (every order of a flash sale): claimed and, if it fits, held
-    // in one statement. Several: claimed, then judged under the locks of
-    // all their products.
-    let claim = match lines.as_slice() {
-        [(sku, quantity)] => store::hold_one(tx, order_id, sku, *quantity).await?,
-        _ if store::claim(tx, order_id, Status::Reserved, None).await? => Claim::Claimed,
-        _ => Claim::Taken,
-    };
-    let held = match claim {
-        Claim::Taken => {
-            tracing::info!(
-                "the order already has a reservation (duplicate, or cancelled first); nothing to do"
-            );
-            return Ok(());
+    let held = match lines.as_slice() {
+        // One SKU (every order of a flash sale): claimed, judged and, if it
+        // fits, held in one statement.
+        [(sku, quantity)] => match store::hold_one(tx, order_id, sku, *quantity).await? {
+            HoldOne::Taken => return taken(),
+            HoldOne::Held => true,
+            HoldOne::Short { available } => {
+                let available = BTreeMap::from([(sku.clone(), available)]);
+                hold_or_fail(tx, order_id, (&items, &lines), &available, cause).await?
+            }
+        },
+        // Several: claimed, then judged and held under the locks of all
+        // their products, taken in SKU order.
+        _ if store::claim(tx, order_id, Status::Reserved, None).await? => {
+            let available = store::lock_stock(tx, lines.iter().map(|(sku, _)| sku)).await?;
+            hold_or_fail(tx, order_id, (&items, &lines), &available, cause).await?
         }
-        Claim::Held => true,
-        Claim::Claimed => hold_or_fail(tx, order_id, &items, &lines, cause).await?,
+        _ => return taken(),
     };
     if held {
         tracing::info!(lines = lines.len(), "stock reserved");
@@ -87,19 +89,27 @@ async fn reserve(
     Ok(())
 }
 
-/// Judges an order claimed as RESERVED under the locks of its products
-/// (taken in SKU order) and holds all its `lines`, or marks it FAILED and
-/// emits why. Returns whether it holds them. No one sees the claim before
-/// commit, so its RESERVED status is never seen without its lines.
+/// What reserving does for an order that already has a reservation.
+fn taken() -> Result<(), HandlerError> {
+    tracing::info!(
+        "the order already has a reservation (duplicate, or cancelled first); nothing to do"
+    );
+    Ok(())
+}
+
+/// Judges an order claimed as RESERVED by the reservation rule, with
+/// `available` read under its products' locks: holds all its `lines`
+/// (`items` per SKU), or marks it FAILED and emits why. Returns whether it
+/// holds them. No one sees the claim before commit, so it is never seen
+/// RESERVED without its lines.
 async fn hold_or_fail(
     tx: &mut PgConnection,
     order_id: OrderId,
-    items: &[ReservedItem],
-    lines: &[(Sku, i64)],
+    (items, lines): (&[ReservedItem], &[(Sku, i64)]),
+    available: &BTreeMap<Sku, i64>,
     cause: Cause<'_>,
 ) -> Result<bool, HandlerError> {
-    let available = store::lock_stock(tx, lines.iter().map(|(sku, _)| sku)).await?;
-    let decision = reservation::decide(items, &available);
+    let decision = reservation::decide(items, available);
     let Reservation::OutOfStock { sku, .. } = &decision else {
         store::hold(tx, order_id, lines).await?;
         return Ok(true);

@@ -61,44 +61,50 @@ pub(crate) async fn claim(
     Ok(inserted.rows_affected() == 1)
 }
 
-/// What claiming an order's reservation did.
+/// What [`hold_one`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Claim {
+pub(crate) enum HoldOne {
     /// The order already had a reservation; nothing was done.
     Taken,
-    /// The reservation was claimed as RESERVED and its lines held.
+    /// The reservation was claimed as RESERVED and its line held.
     Held,
-    /// The reservation was claimed as RESERVED and nothing is held yet (for
-    /// [`hold_one`]: the SKU had too little available, or is unknown): the
-    /// claim is to be judged under its products' locks.
-    Claimed,
+    /// The reservation was claimed as RESERVED, but only `available` units
+    /// could be sold (0 for an unknown SKU): nothing is held, and the
+    /// product stays locked, so that number is exact until commit.
+    Short {
+        /// On hand minus reserved, read under the product's lock.
+        available: i64,
+    },
 }
 
-/// Claims the order's reservation and holds `quantity` of `sku` for it, in
-/// one statement: the conditional `UPDATE` takes the product's lock and
-/// checks what is available on the row version it locked (PostgreSQL
-/// re-checks the `WHERE` on the newest version after waiting for a lock),
-/// so two orders for the last unit cannot both be held, and a hot SKU costs
-/// each order one statement, not four.
+/// Claims the order's reservation and holds `quantity` of `sku` for it if
+/// that many can be sold, in one statement: the reservation row first, then
+/// the product, locked (`FOR UPDATE` waits for a concurrent holder and then
+/// reads the newest version), and updated only if what the lock read has
+/// room. So two orders for the last unit cannot both be held, and a hot
+/// SKU costs each order one statement, not four.
 pub(crate) async fn hold_one(
     tx: &mut PgConnection,
     order_id: OrderId,
     sku: &Sku,
     quantity: i64,
-) -> Result<Claim, sqlx::Error> {
-    // Reservation row first, then the product: the module's lock order.
-    let (claimed, held): (bool, bool) = sqlx::query_as(
+) -> Result<HoldOne, sqlx::Error> {
+    let (claimed, available, held): (bool, Option<i64>, bool) = sqlx::query_as(
         "WITH claimed AS ( \
              INSERT INTO reservations (order_id, status) VALUES ($1, 'RESERVED') \
              ON CONFLICT (order_id) DO NOTHING RETURNING order_id), \
+         stock AS ( \
+             SELECT sku, on_hand - reserved AS available FROM products \
+             WHERE sku = $2 AND EXISTS (SELECT FROM claimed) FOR UPDATE), \
          held AS ( \
-             UPDATE products SET reserved = reserved + $3, updated_at = now() \
-             WHERE sku = $2 AND on_hand - reserved >= $3 AND EXISTS (SELECT FROM claimed) \
-             RETURNING sku), \
+             UPDATE products p SET reserved = p.reserved + $3, updated_at = now() \
+             FROM stock WHERE p.sku = stock.sku AND stock.available >= $3 \
+             RETURNING p.sku), \
          line AS ( \
              INSERT INTO reservation_lines (order_id, sku, quantity) \
              SELECT $1, sku, $3 FROM held) \
-         SELECT EXISTS (SELECT FROM claimed), EXISTS (SELECT FROM held)",
+         SELECT EXISTS (SELECT FROM claimed), (SELECT available FROM stock), \
+             EXISTS (SELECT FROM held)",
     )
     .bind(order_id.as_uuid())
     .bind(sku.as_str())
@@ -106,9 +112,11 @@ pub(crate) async fn hold_one(
     .fetch_one(&mut *tx)
     .await?;
     Ok(match (claimed, held) {
-        (false, _) => Claim::Taken,
-        (true, true) => Claim::Held,
-        (true, false) => Claim::Claimed,
+        (false, _) => HoldOne::Taken,
+        (true, true) => HoldOne::Held,
+        (true, false) => HoldOne::Short {
+            available: available.unwrap_or(0),
+        },
     })
 }
 

@@ -3,6 +3,7 @@
 //! an inbox `INSERT` and a `COMMIT` per batch). A change that adds one
 //! fails here, and says so.
 
+use crate::support::reservation;
 use checkout_events::OrderId;
 use checkout_events::fixtures::build::{order_cancelled, order_confirmed, order_created};
 use checkout_testkit::{from_order, handler_statements, with_database};
@@ -37,11 +38,20 @@ async fn each_event_of_an_order_costs_the_fewest_statements() {
             (reserve_one, reserve_two, out_of_stock, ship, release),
             // One SKU: claim and hold in one statement, the outbox row.
             // Two SKUs: the claim, the products locked in SKU order, the
-            // hold, the outbox row. Out of stock: the statement that found
-            // too little, the lock to judge it, the FAILED status, the
-            // outbox row. Ship: one statement settles the reservation and
-            // its stock. Release: the same, and the outbox row.
-            (2, 4, 4, 1, 2)
+            // hold, the outbox row. Out of stock (one SKU): the statement
+            // that found too little, the FAILED status, the outbox row.
+            // Ship: one statement settles the reservation and its stock.
+            // Release: the same, and the outbox row.
+            (2, 4, 3, 1, 2)
+        );
+        // The one statement read what was left (20, less the mixed order's
+        // unit) for the reason.
+        assert_eq!(
+            reservation(&pool, short).await,
+            Some((
+                "FAILED".to_owned(),
+                Some("only 19 of MN-001 in stock, 21 requested".to_owned())
+            ))
         );
     })
     .await;
