@@ -149,17 +149,16 @@ async fn release(
     let order_id = event.order_id;
     let how = Settle::Release(&event.reason);
     // Most cancellations find the order RESERVED: one statement ends it.
-    let released = store::settle(tx, order_id, how).await?
-        || match lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone)
-            .await?
-        {
+    let mut released = store::settle(tx, order_id, how).await?;
+    if !released {
+        // No reservation yet (then the tombstone goes in), or nothing held.
+        let locked =
+            lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?;
+        if locked == Some(Status::Reserved) {
             // Its OrderCreated committed since the first look; locked now.
-            Some(Status::Reserved) => store::settle(tx, order_id, how).await?,
-            // Nothing held, or settled already (the tombstone went in: None).
-            Some(Status::Failed | Status::Released | Status::Committed | Status::Voided) | None => {
-                false
-            }
-        };
+            released = store::settle(tx, order_id, how).await?;
+        }
+    }
     if !released {
         tracing::info!("nothing held, or already settled; nothing to release");
         return Ok(());

@@ -119,34 +119,19 @@ async fn refund(
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
     // Most cancellations find the payment CAPTURED: one statement refunds it.
-    let refunded = match store::refund(tx, order_id, &event.reason).await? {
-        Some(refunded) => refunded,
-        None => {
-            let locked =
-                lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone)
-                    .await?;
-            match locked.map(|payment| payment.status) {
-                // Its PaymentRequested committed since the first look; the
-                // row is locked now, so this refunds it.
-                Some(Status::Captured) => store::refund(tx, order_id, &event.reason)
-                    .await?
-                    .ok_or_else(|| {
-                        HandlerError::Transient(
-                            format!("the payment of order {order_id} changed under its lock")
-                                .into(),
-                        )
-                    })?,
-                Some(status @ (Status::Declined | Status::Refunded | Status::Voided)) => {
-                    tracing::info!(
-                        ?status,
-                        "nothing was taken or it was already given back; nothing to refund"
-                    );
-                    return Ok(());
-                }
-                // The tombstone went in: the cancellation overtook its order.
-                None => return Ok(()),
-            }
+    let mut refunded = store::refund(tx, order_id, &event.reason).await?;
+    if refunded.is_none() {
+        // No payment yet (then the tombstone goes in), or nothing taken.
+        let locked =
+            lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?;
+        if locked.is_some_and(|payment| payment.status == Status::Captured) {
+            // Its PaymentRequested committed since the first look; locked now.
+            refunded = store::refund(tx, order_id, &event.reason).await?;
         }
+    }
+    let Some(refunded) = refunded else {
+        tracing::info!("nothing was taken, or it was already given back; nothing to refund");
+        return Ok(());
     };
     let amount = refunded.money();
     tracing::info!(payment_id = %refunded.id, %amount, "payment refunded");
