@@ -5,6 +5,11 @@
 //! never wait for each other in a circle. A reservation row is claimed with
 //! `INSERT … ON CONFLICT DO NOTHING` and changed only under its lock.
 //!
+//! Each step is as few statements as that order allows, because statements
+//! are what a busy PostgreSQL spends its time on: an order of one SKU (a
+//! flash sale's orders) is claimed and held in one ([`hold_one`]), and a
+//! reservation is shipped or released in one ([`settle`]).
+//!
 //! It owns the SQL, not the decisions: those are the handler's and the
 //! reservation rule's.
 
@@ -54,6 +59,65 @@ pub(crate) async fn claim(
     .execute(&mut *tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// What [`hold_one`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HoldOne {
+    /// The order already had a reservation; nothing was done.
+    Taken,
+    /// The reservation was claimed as RESERVED and its line held.
+    Held,
+    /// The reservation was claimed as RESERVED, but only `available` units
+    /// could be sold (0 for an unknown SKU): nothing is held, and the
+    /// product stays locked, so that number is exact until commit.
+    Short {
+        /// On hand minus reserved, read under the product's lock.
+        available: i64,
+    },
+}
+
+/// Claims the order's reservation and holds `quantity` of `sku` for it if
+/// that many can be sold, in one statement: the reservation row first, then
+/// the product, locked (`FOR UPDATE` waits for a concurrent holder and then
+/// reads the newest version), and updated only if what the lock read has
+/// room. So two orders for the last unit cannot both be held, and a hot
+/// SKU costs each order one statement, not four.
+pub(crate) async fn hold_one(
+    tx: &mut PgConnection,
+    order_id: OrderId,
+    sku: &Sku,
+    quantity: i64,
+) -> Result<HoldOne, sqlx::Error> {
+    let (claimed, available, held): (bool, Option<i64>, bool) = sqlx::query_as(
+        "WITH claimed AS ( \
+             INSERT INTO reservations (order_id, status) VALUES ($1, 'RESERVED') \
+             ON CONFLICT (order_id) DO NOTHING RETURNING order_id), \
+         stock AS ( \
+             SELECT sku, on_hand - reserved AS available FROM products \
+             WHERE sku = $2 AND EXISTS (SELECT FROM claimed) FOR UPDATE), \
+         held AS ( \
+             UPDATE products p SET reserved = p.reserved + $3, updated_at = now() \
+             FROM stock WHERE p.sku = stock.sku AND stock.available >= $3 \
+             RETURNING p.sku), \
+         line AS ( \
+             INSERT INTO reservation_lines (order_id, sku, quantity) \
+             SELECT $1, sku, $3 FROM held) \
+         SELECT EXISTS (SELECT FROM claimed), (SELECT available FROM stock), \
+             EXISTS (SELECT FROM held)",
+    )
+    .bind(order_id.as_uuid())
+    .bind(sku.as_str())
+    .bind(quantity)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(match (claimed, held) {
+        (false, _) => HoldOne::Taken,
+        (true, true) => HoldOne::Held,
+        (true, false) => HoldOne::Short {
+            available: available.unwrap_or(0),
+        },
+    })
 }
 
 /// Locks the order's reservation and returns its status, if it has one.
@@ -113,8 +177,9 @@ pub(crate) async fn lock_stock<'a>(
 }
 
 /// Holds `lines` (one per SKU) for the order: records them and counts them
-/// as reserved. The products must be locked ([`lock_stock`]) and the rule
-/// must have said they fit; the table's CHECKs catch it if not.
+/// as reserved, in one statement. The products must be locked
+/// ([`lock_stock`]) and the rule must have said they fit; the table's
+/// CHECKs catch it if not.
 pub(crate) async fn hold(
     tx: &mut PgConnection,
     order_id: OrderId,
@@ -123,19 +188,15 @@ pub(crate) async fn hold(
     let skus: Vec<&str> = lines.iter().map(|(sku, _)| sku.as_str()).collect();
     let quantities: Vec<i64> = lines.iter().map(|(_, quantity)| *quantity).collect();
     sqlx::query(
-        "INSERT INTO reservation_lines (order_id, sku, quantity) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::bigint[])",
+        "WITH line AS ( \
+             INSERT INTO reservation_lines (order_id, sku, quantity) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::bigint[]) RETURNING sku, quantity) \
+         UPDATE products p SET reserved = p.reserved + line.quantity, updated_at = now() \
+         FROM line WHERE p.sku = line.sku",
     )
     .bind(order_id.as_uuid())
     .bind(&skus)
     .bind(&quantities)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE products p SET reserved = p.reserved + l.quantity, updated_at = now() \
-         FROM reservation_lines l WHERE l.order_id = $1 AND l.sku = p.sku",
-    )
-    .bind(order_id.as_uuid())
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -143,46 +204,54 @@ pub(crate) async fn hold(
 
 /// What happens to held units when the reservation ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Settle {
-    /// They go back on sale.
-    Release,
+pub(crate) enum Settle<'a> {
+    /// They go back on sale; the order was cancelled for this reason.
+    Release(&'a str),
     /// They leave the warehouse.
     Ship,
 }
 
-/// Ends the hold of a locked RESERVED reservation: its units stop counting
-/// as reserved, and when shipped they leave `on_hand` too.
+/// Ends the hold of the order's reservation if it is RESERVED, in one
+/// statement: the reservation becomes RELEASED or COMMITTED, its units stop
+/// counting as reserved, and when shipped they leave `on_hand` too.
+/// Returns whether it was RESERVED; if not (settled already, FAILED, or no
+/// reservation yet), nothing changed.
 pub(crate) async fn settle(
     tx: &mut PgConnection,
     order_id: OrderId,
-    how: Settle,
-) -> Result<(), sqlx::Error> {
-    // Lock the products in SKU order first, as reserving does; the UPDATE
-    // alone would lock them in whatever order its plan visits them.
-    sqlx::query(
-        "SELECT 1 FROM products \
-         WHERE sku IN (SELECT sku FROM reservation_lines WHERE order_id = $1) \
-         ORDER BY sku FOR UPDATE",
+    how: Settle<'_>,
+) -> Result<bool, sqlx::Error> {
+    let (status, reason, ship) = match how {
+        Settle::Release(reason) => (Status::Released, Some(reason), false),
+        Settle::Ship => (Status::Committed, None, true),
+    };
+    // The reservation row is locked first (its UPDATE waits for a
+    // concurrent settle and re-checks the status), then `held` locks the
+    // products in SKU order, as reserving does, before they are updated:
+    // the UPDATE alone would lock them in whatever order its plan visits them.
+    let settled: bool = sqlx::query_scalar(
+        "WITH settled AS ( \
+             UPDATE reservations SET status = $2, reason = $3, updated_at = now() \
+             WHERE order_id = $1 AND status = 'RESERVED' RETURNING order_id), \
+         held AS MATERIALIZED ( \
+             SELECT p.sku, l.quantity FROM products p \
+             JOIN reservation_lines l ON l.sku = p.sku \
+             WHERE l.order_id IN (SELECT order_id FROM settled) \
+             ORDER BY p.sku FOR UPDATE OF p), \
+         moved AS ( \
+             UPDATE products p SET reserved = p.reserved - held.quantity, \
+                 on_hand = p.on_hand - CASE WHEN $4 THEN held.quantity ELSE 0 END, \
+                 updated_at = now() \
+             FROM held WHERE p.sku = held.sku) \
+         SELECT EXISTS (SELECT FROM settled)",
     )
     .bind(order_id.as_uuid())
-    .execute(&mut *tx)
+    .bind(status)
+    .bind(reason)
+    .bind(ship)
+    .fetch_one(&mut *tx)
     .await?;
-    let sql = match how {
-        Settle::Release => {
-            "UPDATE products p SET reserved = p.reserved - l.quantity, updated_at = now() \
-             FROM reservation_lines l WHERE l.order_id = $1 AND l.sku = p.sku"
-        }
-        Settle::Ship => {
-            "UPDATE products p SET reserved = p.reserved - l.quantity, \
-                 on_hand = p.on_hand - l.quantity, updated_at = now() \
-             FROM reservation_lines l WHERE l.order_id = $1 AND l.sku = p.sku"
-        }
-    };
-    sqlx::query(sql)
-        .bind(order_id.as_uuid())
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+    Ok(settled)
 }
 
 /// A product with its stock, as stored.

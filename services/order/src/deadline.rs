@@ -13,7 +13,7 @@
 //! cancellation overtakes the order. A reply that arrives after the
 //! deadline is recorded in the timeline and decides nothing.
 
-use crate::handler::announce;
+use crate::handler::conclude;
 use crate::store;
 use checkout_events::OrderId;
 use checkout_messaging::{Cause, HandlerError};
@@ -84,11 +84,10 @@ async fn expire(tx: &mut sqlx::PgConnection, order_id: OrderId) -> Result<(), Ha
     };
     let transition = order.saga.expire();
     tracing::warn!(%order_id, ?transition, "order deadline passed");
-    store::save(tx, order_id, &order.saga).await?;
     let cause = Cause::Command {
         correlation_id: order_id.as_uuid(),
     };
-    announce(tx, order_id, order, transition, cause).await
+    conclude(tx, order_id, order, transition, None, cause).await
 }
 
 /// The span of one cancellation, in the trace of the request that placed

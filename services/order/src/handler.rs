@@ -82,46 +82,67 @@ async fn apply_reply(
     if transition == Transition::Duplicate {
         return Ok(());
     }
-    store::save(tx, order_id, &order.saga).await?;
     // Late replies too: they change a leg even when they decide nothing.
-    timeline::record(tx, order_id, envelope).await?;
-    announce(tx, order_id, order, transition, Cause::Event(envelope)).await
+    conclude(
+        tx,
+        order_id,
+        order,
+        transition,
+        Some(envelope),
+        Cause::Event(envelope),
+    )
+    .await
 }
 
-/// Emits what a decision says (OrderConfirmed or OrderCancelled) and puts it
-/// in the order's timeline; nothing for a transition that decides nothing.
-/// `order` is the locked order with its saga already saved.
-pub(crate) async fn announce(
+/// Saves a locked `order` whose saga made `transition`, with its timeline:
+/// the reply that moved it (`applied`; none when the deadline did) and
+/// what the transition announces, OrderConfirmed or OrderCancelled, which
+/// goes to the outbox too. Two statements: the saga with its timeline
+/// entries, and the outbox row (none for a transition that decides nothing).
+pub(crate) async fn conclude(
     tx: &mut PgConnection,
     order_id: OrderId,
     order: Locked,
     transition: Transition,
+    applied: Option<&Envelope>,
     cause: Cause<'_>,
 ) -> Result<(), HandlerError> {
-    match transition {
+    let Locked {
+        saga,
+        customer_id,
+        customer_email,
+        total,
+        age_secs,
+    } = order;
+    let announced = match transition {
         Transition::Confirmed => {
             let event = OrderConfirmed {
                 order_id,
-                customer_id: order.customer_id,
-                customer_email: order.customer_email,
-                total: order.total,
+                customer_id,
+                customer_email,
+                total,
             };
-            let emitted = OUTBOX.emit_envelope(tx, &event, cause).await?;
-            timeline::record(tx, order_id, &emitted).await?;
-            crate::metrics::record_completion(tx, order_id, "CONFIRMED").await?;
+            Some((OUTBOX.prepare(&event, cause)?, "CONFIRMED"))
         }
         Transition::Cancelled(reason) => {
             let event = OrderCancelled {
                 order_id,
-                customer_id: order.customer_id,
-                customer_email: order.customer_email,
+                customer_id,
+                customer_email,
                 reason,
             };
-            let emitted = OUTBOX.emit_envelope(tx, &event, cause).await?;
-            timeline::record(tx, order_id, &emitted).await?;
-            crate::metrics::record_completion(tx, order_id, "CANCELLED").await?;
+            Some((OUTBOX.prepare(&event, cause)?, "CANCELLED"))
         }
-        Transition::Duplicate | Transition::Recorded | Transition::Late => {}
+        Transition::Duplicate | Transition::Recorded | Transition::Late => None,
+    };
+    let entries: Vec<&Envelope> = applied
+        .into_iter()
+        .chain(announced.as_ref().map(|(event, _)| event.envelope()))
+        .collect();
+    store::save(tx, order_id, &saga, &entries).await?;
+    if let Some((event, status)) = announced {
+        OUTBOX.emit_all(tx, std::slice::from_ref(&event)).await?;
+        crate::metrics::record_completion(age_secs, status);
     }
     Ok(())
 }

@@ -73,25 +73,22 @@ pub(crate) async fn claim(
     request: &str,
     order_id: OrderId,
 ) -> Result<Claim, sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM idempotency_keys WHERE (customer_id, key) IN ( \
-             SELECT customer_id, key FROM idempotency_keys \
-             WHERE created_at < now() - $1::interval \
-             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(RETENTION)
-    .bind(PRUNE_BATCH)
-    .execute(&mut *tx)
-    .await?;
-
-    // Twice at most: a live row can expire and be pruned between the two
-    // statements, and then the key is free again.
+    // Twice at most: a live row can expire and be pruned (by another
+    // claim) between the two statements, and then the key is free again.
     for _ in 0..2 {
-        // Inserts, or takes over an expired row; on a live row it does
-        // nothing and returns nothing (after waiting for a concurrent
-        // claimer's commit).
+        // Prunes a batch of other expired keys, and inserts this one or
+        // takes over its expired row; on a live row it does nothing and
+        // returns nothing (after waiting for a concurrent claimer's
+        // commit). The prune leaves this key to the `ON CONFLICT`: a row
+        // deleted and inserted again by one statement would be an error.
         let claimed: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id) \
+            "WITH pruned AS ( \
+                 DELETE FROM idempotency_keys WHERE (customer_id, key) IN ( \
+                     SELECT customer_id, key FROM idempotency_keys \
+                     WHERE created_at < now() - $4::interval \
+                       AND (customer_id, key) <> ($5, $1) \
+                     ORDER BY created_at LIMIT $6 FOR UPDATE SKIP LOCKED)) \
+             INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id) \
              VALUES ($5, $1, sha256(convert_to($2, 'UTF8')), $3) \
              ON CONFLICT (customer_id, key) DO UPDATE \
                  SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, \
@@ -104,6 +101,7 @@ pub(crate) async fn claim(
         .bind(order_id.as_uuid())
         .bind(RETENTION)
         .bind(customer_id)
+        .bind(PRUNE_BATCH)
         .fetch_optional(&mut *tx)
         .await?;
         if claimed.is_some() {

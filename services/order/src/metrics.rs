@@ -7,9 +7,8 @@
 //! from zero with the process; the table is the truth, shared by replicas.
 //! Dashboards take `max` across replicas and `delta` for a rate.
 
-use checkout_events::OrderId;
 use futures::future::BoxFuture;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 /// Orders by `status` (`PENDING`, `CONFIRMED`, `CANCELLED`).
 pub const ORDERS: &str = "checkout_orders";
@@ -31,23 +30,13 @@ pub const ORDER_DEADLINE: &str = "checkout_order_deadline_seconds";
 /// that decides it.
 pub const ORDER_COMPLETION: &str = "checkout_order_completion_seconds";
 
-/// Records how long `order_id` took from its creation to `status`, as of
-/// the deciding transaction (`now()` is its start). In the transaction
-/// that decides it, so a decision is recorded once — unless that
-/// transaction fails at commit and is retried, which costs one extra sample.
-pub(crate) async fn record_completion(
-    tx: &mut PgConnection,
-    order_id: OrderId,
-    status: &'static str,
-) -> Result<(), sqlx::Error> {
-    let seconds: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM now() - created_at)::float8 FROM orders WHERE id = $1",
-    )
-    .bind(order_id.as_uuid())
-    .fetch_one(&mut *tx)
-    .await?;
-    metrics::histogram!(ORDER_COMPLETION, "status" => status).record(seconds.max(0.0));
-    Ok(())
+/// Records how long an order took from its creation to `status`:
+/// `age_secs`, read with the order's lock by the deciding transaction
+/// (as of its start). In the transaction that decides it, so a decision is
+/// recorded once — unless that transaction fails at commit and is retried,
+/// which costs one extra sample.
+pub(crate) fn record_completion(age_secs: f64, status: &'static str) {
+    metrics::histogram!(ORDER_COMPLETION, "status" => status).record(age_secs.max(0.0));
 }
 
 /// Registers the descriptions of this service's series and publishes its

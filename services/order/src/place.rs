@@ -7,7 +7,6 @@ use crate::catalog::{self, Priced, PricingError};
 use crate::idempotency::{self, Claim, Key};
 use crate::request::{NewOrder, PlaceOrder};
 use crate::saga::Status;
-use crate::timeline::{self, current_trace_id};
 use crate::{OUTBOX, store};
 use axum::http::StatusCode;
 use checkout_events::{OrderCreated, OrderId, PaymentRequested};
@@ -104,7 +103,9 @@ pub(crate) async fn place(
     })
 }
 
-/// Writes the new order, its events and the first entry of its timeline.
+/// Writes the new order with the first entry of its timeline, and its
+/// events: two statements (the order, its lines and the entry in one; both
+/// events in one).
 async fn write(
     tx: &mut PgConnection,
     id: OrderId,
@@ -112,8 +113,6 @@ async fn write(
     priced: Priced,
 ) -> Result<(), sqlx::Error> {
     let trace_context = span_context_map(&tracing::Span::current());
-    let trace_id = current_trace_id();
-    store::insert(tx, id, &order, &priced, trace_id.as_deref(), &trace_context).await?;
     let cause = Cause::Command {
         correlation_id: id.as_uuid(),
     };
@@ -125,7 +124,7 @@ async fn write(
         amount: priced.total.clone(),
         card_token: order.card_token,
     };
-    OUTBOX.emit(tx, &charge, cause).await?;
+    let charge = OUTBOX.prepare(&charge, cause)?;
     let event = OrderCreated {
         order_id: id,
         customer_id: order.customer_id,
@@ -133,6 +132,58 @@ async fn write(
         items: priced.items,
         total: priced.total,
     };
-    let envelope = OUTBOX.emit_envelope(tx, &event, cause).await?;
-    timeline::record(tx, id, &envelope).await
+    let created = OUTBOX.prepare(&event, cause)?;
+    store::insert(tx, &event, created.envelope(), &trace_context).await?;
+    OUTBOX.emit_all(tx, &[charge, created]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkout_testkit::{count_statements, with_database};
+
+    #[tokio::test]
+    async fn placing_an_order_is_three_statements_and_a_commit() {
+        with_database("order", &crate::MIGRATOR, |pool| async move {
+            sqlx::query(
+                "INSERT INTO catalog (sku, name, unit_price, currency, revision) \
+                 VALUES ('KB-001', 'Keyboard', 4999, 'USD', 1)",
+            )
+            .execute(&pool)
+            .await
+            .expect("a product");
+            let request = || -> PlaceOrder {
+                serde_json::from_value(serde_json::json!({
+                    "customer_id": "c-42",
+                    "items": [{ "sku": "KB-001", "quantity": 2 }],
+                    "card_token": "tok_visa",
+                }))
+                .expect("a request")
+            };
+            let key = Key::parse(b"key-1").expect("a key");
+
+            let (placed, statements) = count_statements(place(&pool, None, request())).await;
+            let (keyed, keyed_statements) =
+                count_statements(place(&pool, Some(&key), request())).await;
+
+            let placed = placed.expect("placed");
+            // The prices, the order with its lines and timeline entry, both
+            // events, COMMIT (sqlx sends BEGIN unlogged, so it is not seen);
+            // with a key, its claim (which prunes expired keys) first.
+            assert_eq!((statements, keyed_statements), (4, 5));
+            assert!(!keyed.expect("placed").replayed);
+            let written: (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM order_lines WHERE order_id = $1), \
+                        (SELECT count(*) FROM order_events WHERE order_id = $1), \
+                        (SELECT count(*) FROM outbox \
+                          WHERE (envelope->>'correlation_id')::uuid = $1)",
+            )
+            .bind(placed.id.as_uuid())
+            .fetch_one(&pool)
+            .await
+            .expect("counts");
+            assert_eq!(written, (1, 1, 2), "lines, timeline, events");
+        })
+        .await;
+    }
 }

@@ -2,68 +2,65 @@
 //! state, and reading orders back, as domain types (what the API shows of
 //! them is [`crate::view`]'s).
 
-use crate::catalog::Priced;
-use crate::request::NewOrder;
 use crate::saga::{Leg, Saga, Status};
-use checkout_events::{Currency, Money, OrderId, Quantity, Sku};
+use crate::timeline;
+use checkout_events::{Currency, Envelope, Money, OrderCreated, OrderId, Quantity, Sku};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Inserts a new PENDING order and its lines, with the trace context of
-/// the request that placed it (`trace_id` to show, `trace_context` to
-/// continue the trace if the deadline cancels it).
+/// Inserts the new PENDING order `placed` announces, its lines and the
+/// first entry of its timeline (`created`, the envelope of `placed`), in
+/// one statement, with the trace context of the request that placed it
+/// (the current trace id to show, `trace_context` to continue the trace if
+/// the deadline cancels it).
 pub(crate) async fn insert(
     tx: &mut PgConnection,
-    id: OrderId,
-    order: &NewOrder,
-    priced: &Priced,
-    trace_id: Option<&str>,
+    placed: &OrderCreated,
+    created: &Envelope,
     trace_context: &HashMap<String, String>,
 ) -> Result<(), sqlx::Error> {
     let saga = Saga::new();
-    sqlx::query(
-        "INSERT INTO orders (id, customer_id, customer_email, status, payment, inventory, \
-             total_amount, currency, trace_id, trace_context) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(id.as_uuid())
-    .bind(&order.customer_id)
-    .bind(&order.customer_email)
-    .bind(saga.status)
-    .bind(saga.payment)
-    .bind(saga.inventory)
-    .bind(priced.total.amount)
-    .bind(priced.total.currency.as_str())
-    .bind(trace_id)
-    .bind(Json(trace_context))
-    .execute(&mut *tx)
-    .await?;
-
-    let line_nos: Vec<i32> = (1..).take(priced.items.len()).collect();
-    let skus: Vec<&str> = priced.items.iter().map(|l| l.sku.as_str()).collect();
-    let quantities: Vec<i64> = priced.items.iter().map(|l| l.quantity.get()).collect();
-    let prices: Vec<i64> = priced.items.iter().map(|l| l.unit_price.amount).collect();
-    let currencies: Vec<&str> = priced
+    let line_nos: Vec<i32> = (1..).take(placed.items.len()).collect();
+    let skus: Vec<&str> = placed.items.iter().map(|l| l.sku.as_str()).collect();
+    let quantities: Vec<i64> = placed.items.iter().map(|l| l.quantity.get()).collect();
+    let prices: Vec<i64> = placed.items.iter().map(|l| l.unit_price.amount).collect();
+    let currencies: Vec<&str> = placed
         .items
         .iter()
         .map(|l| l.unit_price.currency.as_str())
         .collect();
-    // One round trip for all lines.
-    sqlx::query(
-        "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, currency) \
-         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])",
-    )
-    .bind(id.as_uuid())
-    .bind(&line_nos)
-    .bind(&skus)
-    .bind(&quantities)
-    .bind(&prices)
-    .bind(&currencies)
-    .execute(&mut *tx)
-    .await?;
+    // The foreign keys of the lines and the timeline entry are checked at
+    // the end of the statement, when the order row is there.
+    let query = sqlx::query(concat!(
+        "WITH placed AS ( \
+             INSERT INTO orders (id, customer_id, customer_email, status, payment, inventory, \
+                 total_amount, currency, trace_id, trace_context) \
+             VALUES ($1, $7, $8, $9, $10, $11, $12, $13, $6, $14)), \
+         lines AS ( \
+             INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, currency) \
+             SELECT $1, * FROM UNNEST($15::int[], $16::text[], $17::bigint[], $18::bigint[], \
+                 $19::text[])) ",
+        timeline::append!()
+    ));
+    timeline::bind(query, placed.order_id, &[created])
+        .bind(&placed.customer_id)
+        .bind(&placed.customer_email)
+        .bind(saga.status)
+        .bind(saga.payment)
+        .bind(saga.inventory)
+        .bind(placed.total.amount)
+        .bind(placed.total.currency.as_str())
+        .bind(Json(trace_context))
+        .bind(&line_nos)
+        .bind(&skus)
+        .bind(&quantities)
+        .bind(&prices)
+        .bind(&currencies)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -78,6 +75,8 @@ pub(crate) struct Locked {
     pub(crate) customer_email: Option<String>,
     /// The order's total.
     pub(crate) total: Money,
+    /// Seconds since the order was placed, as of this transaction's start.
+    pub(crate) age_secs: f64,
 }
 
 #[derive(Debug, FromRow)]
@@ -91,6 +90,7 @@ struct SagaRow {
     total_amount: i64,
     #[sqlx(try_from = "String")]
     currency: Currency,
+    age_secs: f64,
 }
 
 /// Locks an order row for the rest of the transaction, so replies for the
@@ -101,7 +101,7 @@ pub(crate) async fn lock(
 ) -> Result<Option<Locked>, sqlx::Error> {
     let row: Option<SagaRow> = sqlx::query_as(
         "SELECT status, payment, inventory, cancel_reason, customer_id, customer_email, \
-             total_amount, currency \
+             total_amount, currency, extract(epoch FROM now() - created_at)::float8 AS age_secs \
          FROM orders WHERE id = $1 FOR UPDATE",
     )
     .bind(id.as_uuid())
@@ -117,6 +117,7 @@ pub(crate) async fn lock(
         customer_id: row.customer_id,
         customer_email: row.customer_email,
         total: Money::new(row.total_amount, row.currency),
+        age_secs: row.age_secs,
     }))
 }
 
@@ -144,24 +145,28 @@ pub(crate) async fn lock_expired(
         .collect())
 }
 
-/// Saves the saga state of a locked order.
+/// Saves the saga state of a locked order and appends `entries` (what
+/// moved it, what it emits) to its timeline, in one statement.
 pub(crate) async fn save(
     tx: &mut PgConnection,
     id: OrderId,
     saga: &Saga,
+    entries: &[&Envelope],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE orders SET status = $2, payment = $3, inventory = $4, cancel_reason = $5, \
-             updated_at = now() \
-         WHERE id = $1",
-    )
-    .bind(id.as_uuid())
-    .bind(saga.status)
-    .bind(saga.payment)
-    .bind(saga.inventory)
-    .bind(&saga.cancel_reason)
-    .execute(&mut *tx)
-    .await?;
+    let query = sqlx::query(concat!(
+        "WITH saved AS ( \
+             UPDATE orders SET status = $7, payment = $8, inventory = $9, cancel_reason = $10, \
+                 updated_at = now() \
+             WHERE id = $1) ",
+        timeline::append!()
+    ));
+    timeline::bind(query, id, entries)
+        .bind(saga.status)
+        .bind(saga.payment)
+        .bind(saga.inventory)
+        .bind(&saga.cancel_reason)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

@@ -9,7 +9,9 @@ use checkout_events::{Envelope, OrderId};
 use checkout_telemetry::propagation::trace_id;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{FromRow, PgConnection, PgPool, Postgres};
 use tracing::Span;
 use utoipa::ToSchema;
 
@@ -41,6 +43,43 @@ pub(crate) fn current_trace_id() -> Option<String> {
     Some(trace_id(&Span::current())).filter(|t| t.bytes().any(|b| b != b'0'))
 }
 
+/// The statement that appends entries to the timeline of order `$1`: the
+/// events bound as `$2` (ids), `$3` (types), `$4` (sources) and `$5`
+/// (times) by [`bind`], all with the trace id `$6`. An entry already there
+/// is skipped, so recording one event twice changes nothing. A macro, not
+/// a `const`, so that `concat!` can make it the tail of a statement that
+/// changes the order too: the change and its entries are one round trip.
+macro_rules! append {
+    () => {
+        "INSERT INTO order_events \
+             (order_id, event_id, event_type, source, occurred_at, trace_id) \
+         SELECT $1, e.*, $6 \
+         FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::timestamptz[]) AS e \
+         ON CONFLICT (event_id) DO NOTHING"
+    };
+}
+pub(crate) use append;
+
+/// Binds `order_id` and `entries` as `$1` to `$6` of [`append!`], in the
+/// order given: the timeline shows them in that order.
+pub(crate) fn bind<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    order_id: OrderId,
+    entries: &[&Envelope],
+) -> Query<'q, Postgres, PgArguments> {
+    let ids: Vec<uuid::Uuid> = entries.iter().map(|e| e.id).collect();
+    let types: Vec<String> = entries.iter().map(|e| e.event_type.clone()).collect();
+    let sources: Vec<String> = entries.iter().map(|e| e.source.clone()).collect();
+    let times: Vec<DateTime<Utc>> = entries.iter().map(|e| e.occurred_at).collect();
+    query
+        .bind(order_id.as_uuid())
+        .bind(ids)
+        .bind(types)
+        .bind(sources)
+        .bind(times)
+        .bind(current_trace_id())
+}
+
 /// Records `envelope` as having moved `order_id`. Recording one event
 /// twice changes nothing.
 pub(crate) async fn record(
@@ -48,18 +87,9 @@ pub(crate) async fn record(
     order_id: OrderId,
     envelope: &Envelope,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO order_events (order_id, event_id, event_type, source, occurred_at, trace_id) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(order_id.as_uuid())
-    .bind(envelope.id)
-    .bind(&envelope.event_type)
-    .bind(&envelope.source)
-    .bind(envelope.occurred_at)
-    .bind(current_trace_id())
-    .execute(&mut *tx)
-    .await?;
+    bind(sqlx::query(append!()), order_id, &[envelope])
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

@@ -118,30 +118,28 @@ async fn refund(
     event: &OrderCancelled,
 ) -> Result<(), HandlerError> {
     let order_id = event.order_id;
-    let Some(payment) =
-        lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?
-    else {
-        return Ok(());
-    };
-
-    match payment.status {
-        Status::Captured => {
-            let amount = payment.money();
-            store::set_status(tx, order_id, Status::Refunded, &event.reason).await?;
-            tracing::info!(payment_id = %payment.id, %amount, "payment refunded");
-            let refunded = PaymentRefunded {
-                order_id,
-                payment_id: payment.id,
-                amount,
-            };
-            OUTBOX.emit(tx, &refunded, Cause::Event(envelope)).await?;
-        }
-        Status::Declined | Status::Refunded | Status::Voided => {
-            tracing::info!(
-                status = ?payment.status,
-                "nothing was taken or it was already given back; nothing to refund"
-            );
+    // Most cancellations find the payment CAPTURED: one statement refunds it.
+    let mut refunded = store::refund(tx, order_id, &event.reason).await?;
+    if refunded.is_none() {
+        // No payment yet (then the tombstone goes in), or nothing taken.
+        let locked =
+            lock_or_tombstone(tx, (order_id, &event.reason), store::lock, store::tombstone).await?;
+        if locked.is_some_and(|payment| payment.status == Status::Captured) {
+            // Its PaymentRequested committed since the first look; locked now.
+            refunded = store::refund(tx, order_id, &event.reason).await?;
         }
     }
+    let Some(refunded) = refunded else {
+        tracing::info!("nothing was taken, or it was already given back; nothing to refund");
+        return Ok(());
+    };
+    let amount = refunded.money();
+    tracing::info!(payment_id = %refunded.id, %amount, "payment refunded");
+    let event = PaymentRefunded {
+        order_id,
+        payment_id: refunded.id,
+        amount,
+    };
+    OUTBOX.emit(tx, &event, Cause::Event(envelope)).await?;
     Ok(())
 }

@@ -124,12 +124,22 @@ pub(crate) async fn of_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Paymen
     sqlx::query_as(PAYMENT).bind(order_id).fetch_all(pool).await
 }
 
-/// Moves a locked payment to `status`, recording why.
-pub(crate) async fn set_status(
+/// Refunds the payment of `order_id` if it is CAPTURED, in one statement
+/// (the `UPDATE` takes the row's lock and re-checks the status after
+/// waiting for it), recording why; returns it as refunded. `None` if it is
+/// not CAPTURED (declined, refunded already, a tombstone) or there is none.
+pub(crate) async fn refund(
     tx: &mut PgConnection,
     order_id: OrderId,
-    status: Status,
     reason: &str,
-) -> Result<(), sqlx::Error> {
-    checkout_messaging::claim::set_status(tx, "payments", order_id, status, Some(reason)).await
+) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE payments SET status = 'REFUNDED', reason = $2, updated_at = now() \
+         WHERE order_id = $1 AND status = 'CAPTURED' \
+         RETURNING id, order_id, status, amount, currency, reason, created_at, updated_at",
+    )
+    .bind(order_id.as_uuid())
+    .bind(reason)
+    .fetch_optional(&mut *tx)
+    .await
 }

@@ -5,11 +5,12 @@
 //! would; deterministic races and shuffles; and checks of a running
 //! service's HTTP surface ([`api`]: its OpenAPI document against its
 //! router; [`fuzz`]: random requests, no 5xx) and of its consumer
-//! ([`contract`]: every event fixture it claims is applied).
+//! ([`contract`]: every event fixture it claims is applied); and the SQL
+//! statements a step runs, counted.
 //!
 //! One module per job: [`database`], [`config`], [`serving`],
-//! [`publishing`], [`shuffling`], [`races`], [`outbox`]; their items are
-//! re-exported here, so a test writes `checkout_testkit::spawn`.
+//! [`publishing`], [`shuffling`], [`races`], [`outbox`], [`statements`];
+//! their items are re-exported here, so a test writes `checkout_testkit::spawn`.
 
 pub mod api;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod publishing;
 pub mod races;
 pub mod serving;
 pub mod shuffling;
+pub mod statements;
 
 pub use config::{admin_authorization, isolated_config, new_admin_token};
 pub use database::{TestDatabase, with_database};
@@ -29,3 +31,4 @@ pub use publishing::{publish, publish_raw};
 pub use races::{from_order, handle, race};
 pub use serving::{Running, Serving, delete_topology, provision, serve, spawn, spawn_with};
 pub use shuffling::shuffled;
+pub use statements::{count_statements, handler_statements};

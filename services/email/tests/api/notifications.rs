@@ -125,3 +125,24 @@ async fn without_an_admin_token_the_mails_are_off_and_say_how_to_enable_them() {
     service.stop().await;
     assert_eq!(off, 1, "GET /emails is off");
 }
+
+#[tokio::test]
+async fn recording_a_mail_is_one_statement() {
+    checkout_testkit::with_database("email", &MIGRATOR, |pool| async move {
+        let event = checkout_events::fixtures::build::order_confirmed(OrderId::new(), 4999);
+        let envelope = Envelope::new(&event, "test", Uuid::now_v7(), None).expect("envelope");
+
+        // The handler's own: the consumer adds a SAVEPOINT per event and a
+        // BEGIN, an inbox INSERT and a COMMIT per batch.
+        let statements =
+            checkout_testkit::handler_statements(&pool, &Notifier::default(), &envelope).await;
+
+        assert_eq!(statements, 1);
+        let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(recorded, 1);
+    })
+    .await;
+}

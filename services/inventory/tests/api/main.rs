@@ -4,8 +4,11 @@
 //! the whole service over HTTP.
 
 mod catalog;
+mod concurrent;
+mod flash_sale;
 mod http;
 mod products;
 mod reserve;
 mod shuffled;
+mod statements;
 mod support;

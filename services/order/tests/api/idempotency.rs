@@ -133,6 +133,28 @@ async fn an_expired_key_places_a_new_order() {
 }
 
 #[tokio::test]
+async fn a_claim_prunes_the_expired_keys_of_others() {
+    let app = spawn_app().await;
+    app.add_product("KB-001", 4999, 1).await;
+    let body = order_body(json!([{ "sku": "KB-001", "quantity": 1 }]), "tok_visa").to_string();
+    post_with_key(&app, "old-key", &body).await;
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+        .execute(app.db.pool())
+        .await
+        .expect("update");
+
+    let (status, _, replayed) = post_with_key(&app, "new-key", &body).await;
+
+    assert_eq!((status, replayed), (202, false));
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys")
+        .fetch_all(app.db.pool())
+        .await
+        .expect("keys");
+    assert_eq!(keys, ["new-key"]);
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn keys_stored_before_the_per_customer_scope_keep_working_after_the_migration() {
     const MIGRATION: &str =
         include_str!("../../migrations/20261201000001_idempotency_per_customer.sql");

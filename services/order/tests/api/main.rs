@@ -11,4 +11,5 @@ mod metrics;
 mod outage;
 mod place_order;
 mod saga;
+mod statements;
 mod timeline;

@@ -6,4 +6,5 @@ mod charges;
 mod faults;
 mod http;
 mod shuffled;
+mod statements;
 mod support;

@@ -131,3 +131,62 @@ async fn a_secret_field_is_published_then_dropped_from_the_outbox_copy() {
     assert_eq!(other, 1, "an event without secrets is stored as it was");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn events_emitted_together_are_one_row_each_in_the_order_given() {
+    let env = TestEnv::new().await;
+    let cause = Cause::Command {
+        correlation_id: Uuid::now_v7(),
+    };
+    let charged = Charged {
+        seq: 1,
+        card_token: "tok_secret_visa".to_owned(),
+    };
+    let first = OUTBOX.prepare(&charged, cause).expect("prepare");
+    let second = OUTBOX
+        .prepare(&Happened { writer: 0, seq: 2 }, cause)
+        .expect("prepare");
+    let ids = [first.envelope().id, second.envelope().id];
+
+    let mut tx = env.pool.begin().await.expect("begin");
+    OUTBOX
+        .emit_all(&mut tx, &[first.clone(), second.clone()])
+        .await
+        .expect("emit both");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox").await,
+        0,
+        "both or none"
+    );
+
+    let mut tx = env.pool.begin().await.expect("begin");
+    OUTBOX
+        .emit_all(&mut tx, &[first, second])
+        .await
+        .expect("emit both");
+    tx.commit().await.expect("commit");
+
+    // In id order, as the relay claims them; each with its own type and
+    // secrets, and the envelope its id was taken from.
+    let rows: Vec<(Uuid, String, Option<Vec<String>>, Uuid)> = sqlx::query_as(
+        "SELECT event_id, event_type, secret_fields, (envelope->>'id')::uuid \
+         FROM outbox ORDER BY id",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("outbox rows");
+    assert_eq!(
+        rows,
+        [
+            (
+                ids[0],
+                "Charged".to_owned(),
+                Some(vec!["card_token".to_owned()]),
+                ids[0]
+            ),
+            (ids[1], "Happened".to_owned(), None, ids[1]),
+        ]
+    );
+    env.cleanup().await;
+}
