@@ -4,12 +4,23 @@
 //! ready for more (plus, if configured, what arrives within a short
 //! linger), up to the batch limit. In one transaction the consumer claims
 //! every event's inbox row in one statement, then runs each fresh event's
-//! handler under a savepoint of its own, so a failing (or panicking)
-//! handler is rolled back alone and gets its own verdict, as it would
-//! outside a batch. One commit then makes the rest durable, and only then
-//! is anything acked: a crash or a failed commit leaves the whole batch
+//! handler. One commit then makes the rest durable, and only then is
+//! anything acked: a crash or a failed commit leaves the whole batch
 //! unacked, the broker delivers it again and the inbox absorbs what had
 //! been applied.
+//!
+//! A failing (or panicking) handler is rolled back alone and gets its own
+//! verdict, as it would outside a batch. That takes a savepoint per event,
+//! which is a statement (a round trip) per event and a subtransaction in
+//! PostgreSQL; since nearly every batch succeeds whole, a batch is first
+//! applied without savepoints ([`Isolation::None`]). If a handler does not
+//! apply its event, that transaction is rolled back (nothing of it was
+//! committed or acked), the event keeps the verdict its handler gave, as
+//! it would have under a savepoint, and the rest of the batch is applied
+//! again with a savepoint per event ([`Isolation::PerEvent`]). So a
+//! failing event's handler runs once per delivery, as outside a batch;
+//! only the events ahead of it in the batch run a second time, and their
+//! first run left nothing behind.
 //!
 //! Handlers of one consumer run one batch at a time (the *lane*), while the
 //! batch before may still be committing and settling. A batch holds the
@@ -38,6 +49,17 @@ use uuid::Uuid;
 /// other backend's snapshots consult `pg_subtrans`, which is slow.
 pub(super) const MAX_BATCH: u16 = 32;
 
+/// How the handlers of one transaction are kept apart (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// No savepoints: the first event a handler does not apply ends the
+    /// transaction, which is rolled back; that event keeps its verdict and
+    /// the others are applied again [`PerEvent`](Isolation::PerEvent).
+    None,
+    /// A savepoint per event: one that is not applied is rolled back alone.
+    PerEvent,
+}
+
 /// Why a batch's transaction as a whole did not commit.
 enum Failure {
     /// The database is unavailable: wait it out, then try the same batch again.
@@ -45,6 +67,10 @@ enum Failure {
     /// Anything else (the commit refused, a savepoint lost): which event is
     /// to blame is unknown, so each is tried again in a transaction alone.
     Batch(HandlerError),
+    /// The handler of the event at `position`, in a batch applied without
+    /// savepoints, did not apply it: the transaction was rolled back, the
+    /// event's verdict is `outcome`, and the others are to be applied again.
+    Alone { position: usize, outcome: Applied },
 }
 
 impl From<sqlx::Error> for Failure {
@@ -122,9 +148,9 @@ impl<H: Handler> Consumer<H> {
         lane: OwnedMutexGuard<()>,
     ) -> Vec<(Pending, Applied)> {
         let mut lane = Some(lane);
-        let mut groups = VecDeque::from([pending]);
+        let mut groups = VecDeque::from([(pending, Isolation::None)]);
         let mut decided = Vec::new();
-        while let Some(group) = groups.pop_front() {
+        while let Some((group, isolation)) = groups.pop_front() {
             if group.is_empty() {
                 continue;
             }
@@ -135,17 +161,22 @@ impl<H: Handler> Consumer<H> {
                 Some(lane) => lane,
                 None => session.lane.clone().lock_owned().await,
             };
-            match self.transact(&group, lane).await {
+            match self.transact(&group, isolation, lane).await {
                 Ok(applied) => decided.extend(group.into_iter().zip(applied)),
                 Err(Failure::Outage(_)) if session.shutdown.is_cancelled() => break,
                 Err(Failure::Outage(error)) => {
                     session.pause.report(&*error);
-                    groups.push_front(group);
+                    groups.push_front((group, isolation));
+                }
+                Err(Failure::Alone { position, outcome }) => {
+                    let mut rest = group;
+                    decided.push((rest.remove(position), outcome));
+                    groups.push_front((rest, Isolation::PerEvent));
                 }
                 Err(Failure::Batch(error)) if group.len() > 1 => {
                     tracing::warn!(%error, size = group.len(), "the batch failed as a whole; applying its events one by one");
                     for single in group.into_iter().rev() {
-                        groups.push_front(vec![single]);
+                        groups.push_front((vec![single], Isolation::None));
                     }
                 }
                 Err(Failure::Batch(error)) => {
@@ -161,11 +192,13 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// One transaction for `group`: the inbox rows, each fresh event's
-    /// handler under its savepoint, one commit, then the `committed` hook
-    /// of every applied event. Gives up `lane` before committing.
+    /// handler (under a savepoint of its own if `isolation` says so), one
+    /// commit, then the `committed` hook of every applied event. Gives up
+    /// `lane` before committing.
     async fn transact(
         &self,
         group: &[Pending],
+        isolation: Isolation,
         lane: OwnedMutexGuard<()>,
     ) -> Result<Vec<Applied>, Failure> {
         // Not getting a connection at all is an outage whatever the error
@@ -189,14 +222,27 @@ impl<H: Handler> Consumer<H> {
                 || (given_back.remove(&id) && self.claim_one(&mut tx, id).await?);
             let outcome = if claimed {
                 let span = pending.span.clone();
-                self.apply_one(&mut tx, pending).instrument(span).await?
+                self.apply_one(&mut tx, pending, isolation)
+                    .instrument(span)
+                    .await?
             } else {
                 Ok(None)
             };
-            if claimed && !matches!(outcome, Ok(Some(Outcome::Applied))) {
-                given_back.insert(id);
+            let not_applied = claimed && !matches!(outcome, Ok(Some(Outcome::Applied)));
+            if not_applied && isolation == Isolation::None && group.len() > 1 {
+                // Without a savepoint its writes cannot be undone alone.
+                tx.rollback().await?;
+                return Err(Failure::Alone {
+                    position: applied.len(),
+                    outcome,
+                });
             }
             applied.push(outcome);
+            if not_applied {
+                // Alone in the transaction (no savepoint), nothing will be
+                // kept: the rollback below takes its inbox row back.
+                given_back.insert(id);
+            }
         }
         drop(lane);
         let committed: Vec<&Pending> = group
@@ -256,20 +302,24 @@ impl<H: Handler> Consumer<H> {
         Ok(inserted.rows_affected() == 1)
     }
 
-    /// Runs the handler of one fresh event under a savepoint. Applied: its
-    /// writes stay. Ignored or failed: rolled back to the savepoint and its
-    /// inbox row taken back, so the inbox holds only what was really done
-    /// and a retry is not mistaken for a duplicate. An outage fails the
-    /// whole batch.
+    /// Runs the handler of one fresh event, under a savepoint if
+    /// `isolation` says so. Applied: its writes stay. Ignored or failed:
+    /// under a savepoint, rolled back to it and its inbox row taken back,
+    /// so the inbox holds only what was really done and a retry is not
+    /// mistaken for a duplicate; without one, left for the caller to roll
+    /// the whole transaction back. An outage fails the whole batch.
     async fn apply_one(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         pending: &Pending,
+        isolation: Isolation,
     ) -> Result<Applied, Failure> {
-        // Not released after success: the next event's savepoint nests in
-        // this one, and rolling back to the newest undoes only the newest
-        // event. One statement per event fewer.
-        sqlx::query("SAVEPOINT delivery").execute(&mut **tx).await?;
+        if isolation == Isolation::PerEvent {
+            // Not released after success: the next event's savepoint nests
+            // in this one, and rolling back to the newest undoes only the
+            // newest event. One statement per event fewer.
+            sqlx::query("SAVEPOINT delivery").execute(&mut **tx).await?;
+        }
         let handled = AssertUnwindSafe(self.handler.handle(&pending.envelope, &mut *tx))
             .catch_unwind()
             .await
@@ -277,6 +327,7 @@ impl<H: Handler> Consumer<H> {
         match handled {
             Ok(Outcome::Applied) => Ok(Ok(Some(Outcome::Applied))),
             Err(HandlerError::Unavailable(error)) => Err(Failure::Outage(error)),
+            other if isolation == Isolation::None => Ok(other.map(Some)),
             other => {
                 sqlx::query("ROLLBACK TO SAVEPOINT delivery")
                     .execute(&mut **tx)
