@@ -10,7 +10,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
 use sqlx::types::Json;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, Postgres, Transaction};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -36,8 +36,6 @@ struct PendingRow {
 /// What one batch did, for the relay's loop.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
-    /// Rows claimed: a full batch means more may be waiting.
-    pub(super) claimed: usize,
     /// Rows confirmed and marked published.
     pub(super) published: usize,
     /// The shortest backoff given to a refused row that was not parked:
@@ -64,11 +62,22 @@ const CLAIM: &str = "SELECT id, event_id, event_type, routing_key, envelope::tex
                      ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
 
 /// What the publishing half of a batch left to settle.
-struct Sent<'r> {
+struct Sent {
     /// Rows sent, with their confirm and their `send` span.
-    in_flight: Vec<(&'r PendingRow, PublisherConfirm, Span)>,
+    in_flight: Vec<(PendingRow, PublisherConfirm, Span)>,
     failure: Option<RelayError>,
     timed_out: bool,
+}
+
+/// A batch claimed and sent, its confirms still to come: the claim's
+/// transaction (holding the rows' locks) travels with it to be marked and
+/// committed by [`Relay::settle`]. Dropping it rolls the claim back.
+pub(super) struct Claimed {
+    tx: Transaction<'static, Postgres>,
+    claimed: usize,
+    sent: Sent,
+    /// When the confirms are due: `confirm_timeout` after the first publish.
+    deadline: Instant,
 }
 
 /// What the broker answered for a batch.
@@ -81,21 +90,62 @@ struct Settled {
     timed_out: bool,
 }
 
+impl Claimed {
+    /// Whether another batch should be claimed at once: this one was full
+    /// (more may be waiting) and every row of it went out.
+    pub(super) fn wants_next(&self, batch_size: i64) -> bool {
+        self.claimed as i64 == batch_size && self.sent.failure.is_none() && !self.sent.timed_out
+    }
+}
+
 impl Relay {
+    /// One batch from claim to commit, alone on `channel`.
     pub(super) async fn batch(&self, channel: &Channel) -> Result<Batch, RelayError> {
+        match self.claim_and_send(channel).await? {
+            Some(claimed) => self.settle(claimed).await,
+            None => Ok(Batch::default()),
+        }
+    }
+
+    /// The first half of a batch: claims due rows and publishes them all,
+    /// without waiting for a confirm (`None`: nothing is due). Another
+    /// batch's claim may follow at once: its `SKIP LOCKED` passes over
+    /// these rows, locked until [`Relay::settle`] commits or the
+    /// [`Claimed`] is dropped.
+    pub(super) async fn claim_and_send(
+        &self,
+        channel: &Channel,
+    ) -> Result<Option<Claimed>, RelayError> {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<PendingRow> = sqlx::query_as(CLAIM)
             .bind(self.batch_size)
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
-            return Ok(Batch::default());
+            return Ok(None);
         }
         let claimed = rows.len();
         let deadline = Instant::now() + self.confirm_timeout;
         // Send everything first, then await the confirms together: one
         // round trip per batch instead of one per message.
-        let sent = self.send_all(channel, &rows, deadline).await;
+        let sent = self.send_all(channel, rows, deadline).await;
+        Ok(Some(Claimed {
+            tx,
+            claimed,
+            sent,
+            deadline,
+        }))
+    }
+
+    /// The second half: awaits the batch's confirms, marks the confirmed
+    /// rows and records the refusals, and commits.
+    pub(super) async fn settle(&self, batch: Claimed) -> Result<Batch, RelayError> {
+        let Claimed {
+            mut tx,
+            claimed,
+            sent,
+            deadline,
+        } = batch;
         let settled = self.await_confirms(sent, deadline).await;
         mark(&mut tx, &settled).await?;
         tx.commit().await?;
@@ -111,27 +161,21 @@ impl Relay {
             });
         }
         Ok(Batch {
-            claimed,
             published: settled.published.len(),
             retry_in: settled.retry_in,
         })
     }
 
     /// Publishes each row in its `send` span, until one fails or the deadline.
-    async fn send_all<'r>(
-        &self,
-        channel: &Channel,
-        rows: &'r [PendingRow],
-        deadline: Instant,
-    ) -> Sent<'r> {
+    async fn send_all(&self, channel: &Channel, rows: Vec<PendingRow>, deadline: Instant) -> Sent {
         let mut sent = Sent {
             in_flight: Vec::with_capacity(rows.len()),
             failure: None,
             timed_out: false,
         };
         for row in rows {
-            let span = self.producer_span(row);
-            let send = self.send(channel, row, &span).instrument(span.clone());
+            let span = self.producer_span(&row);
+            let send = self.send(channel, &row, &span).instrument(span.clone());
             match tokio::time::timeout_at(deadline, send).await {
                 Ok(Ok(confirm)) => sent.in_flight.push((row, confirm, span)),
                 Ok(Err(error)) => {
@@ -149,7 +193,7 @@ impl Relay {
 
     /// Awaits the confirm of every row sent; a refusal is recorded for its
     /// row (see [`Relay::refused`]), anything else fails the batch.
-    async fn await_confirms(&self, sent: Sent<'_>, deadline: Instant) -> Settled {
+    async fn await_confirms(&self, sent: Sent, deadline: Instant) -> Settled {
         let mut settled = Settled {
             published: Vec::with_capacity(sent.in_flight.len()),
             failure: sent.failure,
@@ -192,7 +236,7 @@ impl Relay {
                     continue;
                 }
             };
-            self.refused(row, &span, reason, &mut settled);
+            self.refused(&row, &span, reason, &mut settled);
         }
         settled
     }

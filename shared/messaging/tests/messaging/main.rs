@@ -16,6 +16,7 @@ mod permissions_consumer;
 mod permissions_queues;
 mod proxy;
 mod relay;
+mod relay_pipeline;
 mod relay_refusals;
 mod relay_stalls;
 mod replay;
