@@ -1,5 +1,5 @@
 //! The relay against the broker's own limit, in one run: how fast
-//! [`Relay::publish_batch`] empties an outbox of N rows, versus a raw lapin
+//! [`Relay::publish_pending`] empties an outbox of N rows, versus a raw lapin
 //! loop publishing N messages of the same size to the same kind of queue
 //! with publisher confirms and 256 in flight.
 //!
@@ -39,6 +39,9 @@ pub struct RelayBench {
     pub messages: u32,
     /// Confirms the raw loop keeps in flight.
     pub in_flight: usize,
+    /// Batches the relay keeps awaiting their confirms at once
+    /// ([`Relay::with_batches_in_flight`]).
+    pub batches_in_flight: u8,
 }
 
 /// The two rates.
@@ -84,8 +87,9 @@ impl RelayBench {
     }
 
     async fn measure(&self, id: &str, connection: &Connection) -> anyhow::Result<RelayResult> {
+        // A connection for each batch in flight, and one for the bench.
         let pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(u32::from(self.batches_in_flight) + 1)
             .connect(&format!("{}/{id}", self.postgres_url))
             .await?;
         checkout_messaging::migrate(&pool).await?;
@@ -109,7 +113,11 @@ impl RelayBench {
             if refill {
                 fill_outbox(&pool, half).await?;
             }
-            relay_time += relay(&pool, connection, &exchange).await.context("relay")?;
+            let relay = Relay::new(pool.clone(), exchange.as_str())
+                .with_batches_in_flight(self.batches_in_flight);
+            relay_time += empty_outbox(&relay, &pool, connection)
+                .await
+                .context("relay")?;
             purge(connection, &queue).await?;
         }
         raw += self
@@ -167,16 +175,19 @@ impl RelayBench {
     }
 }
 
-/// Empties the outbox with [`Relay::publish_batch`], as the relay's loop
-/// does while it finds full batches.
-async fn relay(pool: &PgPool, connection: &Connection, exchange: &str) -> anyhow::Result<Duration> {
+/// Empties the outbox with [`Relay::publish_pending`], as the relay's loop
+/// does once woken.
+async fn empty_outbox(
+    relay: &Relay,
+    pool: &PgPool,
+    connection: &Connection,
+) -> anyhow::Result<Duration> {
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let relay = Relay::new(pool.clone(), exchange);
     let started = Instant::now();
-    while relay.publish_batch(&channel).await? > 0 {}
+    while relay.publish_pending(&channel).await? > 0 {}
     let elapsed = started.elapsed();
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         .fetch_one(pool)
