@@ -3,6 +3,7 @@
 //! own exchange and queue names, and removes them at the end; the
 //! permission tests also their own broker users.
 
+mod acks;
 mod batch;
 mod broker_queues;
 mod connection;
