@@ -10,11 +10,11 @@
 //! and acked. With `ack_every` above 1 a consumer acks what arrived
 //! together (up to that many deliveries) with one `multiple` ack, instead of
 //! each delivery on its own; the broker's CPU per message is read from
-//! `/proc` around the run ([`crate::broker_cpu`]) to compare the two.
+//! `/proc` around the run ([`crate::cpu`]) to compare the two.
 //! Everything it creates (one queue, `bench_queue_<id>`) is
 //! deleted again, also when a step fails.
 
-use crate::broker_cpu::BrokerCpu;
+use crate::cpu::{CpuTime, Family};
 use anyhow::Context as _;
 use futures::{FutureExt as _, StreamExt as _};
 use lapin::options::{
@@ -107,7 +107,7 @@ impl QueueBench {
             .context("the consumers' connection")?;
         let acked = Arc::new(AtomicU32::new(0));
         let mut consumers = self.consume(&consuming, queue, &acked).await?;
-        let cpu_before = BrokerCpu::now();
+        let cpu_before = CpuTime::now(Family::Broker);
         let started = Instant::now();
         let publishing = self.publish(&channel, queue);
         tokio::time::timeout(self.deadline, publishing)
@@ -131,7 +131,7 @@ impl QueueBench {
         })?;
         let through_time = started.elapsed();
         let broker_cpu_per_message = cpu_before
-            .zip(BrokerCpu::now())
+            .zip(CpuTime::now(Family::Broker))
             .map(|(before, after)| after.since(&before) / published.max(1));
         consumers.abort_all();
         let _ = consuming.close(200, "consumed".into()).await;

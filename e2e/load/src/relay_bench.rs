@@ -11,9 +11,14 @@
 //! claim, a producer span and headers per message, the confirms, and the
 //! `UPDATE … published_at` in the same transaction.
 //!
+//! The CPU time each side costs per message is read from `/proc` around
+//! each run ([`crate::cpu`]): this process, the broker and PostgreSQL.
+//! On a shared, noisy machine it is steadier than the rates.
+//!
 //! Everything it creates (a database and two broker names, all called
 //! `bench_relay_<id>`) is removed again, also when a step fails.
 
+use crate::cpu::{PerMessage, Snapshot};
 use crate::queue_bench::{Target, publish_confirmed};
 use anyhow::Context as _;
 use checkout_messaging::Relay;
@@ -53,6 +58,11 @@ pub struct RelayResult {
     pub relay_per_second: f64,
     /// The raw loop's confirmed publishes per second.
     pub raw_per_second: f64,
+    /// What the relay's runs cost per message: this process (the relay),
+    /// the broker and PostgreSQL.
+    pub relay_cpu: PerMessage,
+    /// The same for the raw loop's runs.
+    pub raw_cpu: PerMessage,
 }
 
 impl RelayBench {
@@ -104,10 +114,14 @@ impl RelayBench {
         // second meets a broker still busy with the first's queue, and the
         // alternation cancels that order effect out.
         let (mut raw, mut relay_time) = (Duration::ZERO, Duration::ZERO);
+        let (mut raw_cpu, mut relay_cpu) = (PerMessage::default(), PerMessage::default());
+        let total = 2 * half;
+        let before = Snapshot::now();
         raw += self
             .raw(connection, &exchange, payload.as_bytes(), half)
             .await
             .context("raw publish loop")?;
+        raw_cpu += Snapshot::now().per_message_since(&before, total);
         purge(connection, &queue).await?;
         for refill in [false, true] {
             if refill {
@@ -115,22 +129,28 @@ impl RelayBench {
             }
             let relay = Relay::new(pool.clone(), exchange.as_str())
                 .with_batches_in_flight(self.batches_in_flight);
+            let before = Snapshot::now();
             relay_time += empty_outbox(&relay, &pool, connection)
                 .await
                 .context("relay")?;
+            relay_cpu += Snapshot::now().per_message_since(&before, total);
             purge(connection, &queue).await?;
         }
+        let before = Snapshot::now();
         raw += self
             .raw(connection, &exchange, payload.as_bytes(), half)
             .await
             .context("raw publish loop")?;
+        raw_cpu += Snapshot::now().per_message_since(&before, total);
         pool.close().await;
 
         let rate = |elapsed: Duration| f64::from(2 * half) / elapsed.as_secs_f64();
         Ok(RelayResult {
-            messages: 2 * half,
+            messages: total,
             relay_per_second: rate(relay_time),
             raw_per_second: rate(raw),
+            relay_cpu,
+            raw_cpu,
         })
     }
 

@@ -3,6 +3,7 @@
 //! deleting a benchmark's broker namespace afterwards.
 
 use checkout_events::SUBSCRIPTIONS;
+use checkout_load::cpu::PerMessage;
 use checkout_load::queue_bench::{QueueBench, QueueResult};
 use checkout_load::relay_bench::RelayBench;
 use checkout_messaging::{RetryPolicy, Topology};
@@ -38,7 +39,7 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         in_flight: usize,
         /// Batches the relay keeps awaiting their confirms at once.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 3)]
         batches_in_flight: u8,
         /// Print JSON instead of a sentence.
         #[arg(long)]
@@ -143,10 +144,17 @@ async fn relay(bench: RelayBench, json: bool) -> anyhow::Result<()> {
             "messages": result.messages,
             "relay_per_s": result.relay_per_second,
             "raw_per_s": result.raw_per_second,
+            "relay_cpu_us_per_msg": cpu_json(&result.relay_cpu),
+            "raw_cpu_us_per_msg": cpu_json(&result.raw_cpu),
         }),
         format!(
-            "{} messages: relay {:.0}/s, raw confirms ({in_flight} in flight) {:.0}/s",
-            result.messages, result.relay_per_second, result.raw_per_second
+            "{} messages: relay {:.0}/s, raw confirms ({in_flight} in flight) {:.0}/s; \
+             CPU µs per message (client / broker / PostgreSQL): relay {}, raw {}",
+            result.messages,
+            result.relay_per_second,
+            result.raw_per_second,
+            cpu_text(&result.relay_cpu),
+            cpu_text(&result.raw_cpu),
         ),
     );
     Ok(())
@@ -222,6 +230,23 @@ async fn compare_acks(bench: QueueBench, ack_every: u16, json: bool) -> anyhow::
         ),
     );
     Ok(())
+}
+
+/// A run's CPU per message, for `--json`.
+fn cpu_json(cpu: &PerMessage) -> serde_json::Value {
+    serde_json::json!({
+        "client": cpu.client_us,
+        "broker": cpu.broker_us,
+        "postgres": cpu.postgres_us,
+    })
+}
+
+/// A run's CPU per message, for a person.
+fn cpu_text(cpu: &PerMessage) -> String {
+    format!(
+        "{:.1} / {:.1} / {:.1}",
+        cpu.client_us, cpu.broker_us, cpu.postgres_us
+    )
 }
 
 /// The broker's CPU per message in µs, NaN (null in JSON) if unknown.
