@@ -6,12 +6,15 @@ use super::{Relay, RelayError};
 use crate::metrics::{MESSAGES_PUBLISHED, OUTBOX_REFUSALS};
 use crate::spans::{self, Message};
 use checkout_telemetry::propagation::{context_from_map, inject_amqp};
+use futures::future::maybe_done;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, Postgres, Transaction};
 use std::collections::HashMap;
+use std::future::Future as _;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
@@ -166,26 +169,61 @@ impl Relay {
         })
     }
 
-    /// Publishes each row in its `send` span, until one fails or the deadline.
+    /// Publishes each row in its `send` span, until one fails or the
+    /// deadline.
+    ///
+    /// Every publish is handed to lapin's I/O loop before any is awaited:
+    /// awaiting each in turn woke that thread (and this task) once per
+    /// message. A publish's first poll queues its frames and registers its
+    /// confirm, and the first polls run in row order, so the messages still
+    /// go out in id order.
     async fn send_all(&self, channel: &Channel, rows: Vec<PendingRow>, deadline: Instant) -> Sent {
+        let spans: Vec<Span> = rows.iter().map(|row| self.producer_span(row)).collect();
+        let mut outcomes = Vec::with_capacity(rows.len());
+        let mut timed_out = false;
+        {
+            let mut sends: Vec<_> = rows
+                .iter()
+                .zip(&spans)
+                .map(|(row, span)| {
+                    Box::pin(maybe_done(
+                        self.send(channel, row, span).instrument(span.clone()),
+                    ))
+                })
+                .collect();
+            std::future::poll_fn(|cx| {
+                for send in &mut sends {
+                    let _queued = send.as_mut().poll(cx);
+                }
+                Poll::Ready(())
+            })
+            .await;
+            for send in &mut sends {
+                if tokio::time::timeout_at(deadline, send.as_mut())
+                    .await
+                    .is_err()
+                {
+                    timed_out = true;
+                    break;
+                }
+                outcomes.push(send.as_mut().take_output());
+            }
+        }
         let mut sent = Sent {
             in_flight: Vec::with_capacity(rows.len()),
             failure: None,
-            timed_out: false,
+            timed_out,
         };
-        for row in rows {
-            let span = self.producer_span(&row);
-            let send = self.send(channel, &row, &span).instrument(span.clone());
-            match tokio::time::timeout_at(deadline, send).await {
-                Ok(Ok(confirm)) => sent.in_flight.push((row, confirm, span)),
-                Ok(Err(error)) => {
+        for ((row, span), outcome) in rows.into_iter().zip(spans).zip(outcomes) {
+            match outcome {
+                Some(Ok(confirm)) => sent.in_flight.push((row, confirm, span)),
+                Some(Err(error)) => {
+                    // The rows after it were queued too, and may even have
+                    // gone out: unmarked, they are published again later.
                     sent.failure = Some(error.into());
                     break;
                 }
-                Err(_) => {
-                    sent.timed_out = true;
-                    break;
-                }
+                None => break,
             }
         }
         sent
