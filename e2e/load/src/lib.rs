@@ -12,6 +12,7 @@
 //! What it does not do: start the services (`scripts/bench` and
 //! `scripts/run-local` do), or talk to anything but loopback.
 
+pub mod cpu;
 pub mod drive;
 pub mod follow;
 pub mod mix;

@@ -7,11 +7,16 @@
 //!
 //! Publishing and consuming run at once, on separate connections (as in the
 //! services); the result is the rate at which messages were both confirmed
-//! and acked. Everything it creates (one queue, `bench_queue_<id>`) is
+//! and acked. With `ack_every` above 1 a consumer acks what arrived
+//! together (up to that many deliveries) with one `multiple` ack, instead of
+//! each delivery on its own; the broker's CPU per message is read from
+//! `/proc` around the run ([`crate::cpu`]) to compare the two.
+//! Everything it creates (one queue, `bench_queue_<id>`) is
 //! deleted again, also when a step fails.
 
+use crate::cpu::{CpuTime, Family};
 use anyhow::Context as _;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
@@ -37,6 +42,9 @@ pub struct QueueBench {
     pub consumers: usize,
     /// Each consumer's prefetch (the services' CONSUMER_PREFETCH).
     pub prefetch: u16,
+    /// 1: ack each delivery; N > 1: one `multiple` ack for up to N
+    /// deliveries that arrived together (at most the prefetch).
+    pub ack_every: u16,
     /// The whole run's limit.
     pub deadline: Duration,
 }
@@ -50,6 +58,9 @@ pub struct QueueResult {
     pub published_per_second: f64,
     /// Messages published, delivered and acked per second, first publish to last ack.
     pub through_per_second: f64,
+    /// The broker's CPU time per message over the run, when the broker
+    /// runs on this machine.
+    pub broker_cpu_per_message: Option<Duration>,
 }
 
 impl QueueBench {
@@ -96,6 +107,7 @@ impl QueueBench {
             .context("the consumers' connection")?;
         let acked = Arc::new(AtomicU32::new(0));
         let mut consumers = self.consume(&consuming, queue, &acked).await?;
+        let cpu_before = CpuTime::now(Family::Broker);
         let started = Instant::now();
         let publishing = self.publish(&channel, queue);
         tokio::time::timeout(self.deadline, publishing)
@@ -118,6 +130,9 @@ impl QueueBench {
             )
         })?;
         let through_time = started.elapsed();
+        let broker_cpu_per_message = cpu_before
+            .zip(CpuTime::now(Family::Broker))
+            .map(|(before, after)| after.since(&before) / published.max(1));
         consumers.abort_all();
         let _ = consuming.close(200, "consumed".into()).await;
         let rate = |elapsed: Duration| f64::from(published) / elapsed.as_secs_f64();
@@ -125,6 +140,7 @@ impl QueueBench {
             messages: published,
             published_per_second: rate(publish_time),
             through_per_second: rate(through_time),
+            broker_cpu_per_message,
         })
     }
 
@@ -179,24 +195,46 @@ impl QueueBench {
                     FieldTable::default(),
                 )
                 .await?;
-            consumers.spawn(ack_each(deliveries, acked.clone(), self.messages));
+            let ack_every = usize::from(self.ack_every.clamp(1, self.prefetch.max(1)));
+            consumers.spawn(ack(deliveries, acked.clone(), self.messages, ack_every));
         }
         Ok(consumers)
     }
 }
 
-/// Acks every delivery, one by one, until `total` are acked in all.
-async fn ack_each(mut deliveries: lapin::Consumer, acked: Arc<AtomicU32>, total: u32) {
-    while let Some(Ok(delivery)) = deliveries.next().await {
-        if delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .is_err()
-        {
+/// Acks every delivery until `total` are acked in all: each on its own,
+/// or (`ack_every` > 1) up to `ack_every` that arrived together with one
+/// `multiple` ack of the last (which settles every earlier tag on the
+/// channel, all of them this consumer's and handled).
+async fn ack(mut deliveries: lapin::Consumer, acked: Arc<AtomicU32>, total: u32, ack_every: usize) {
+    while let Some(Ok(first)) = deliveries.next().await {
+        let mut batch = vec![first];
+        while batch.len() < ack_every {
+            match deliveries.next().now_or_never() {
+                Some(Some(Ok(delivery))) => batch.push(delivery),
+                Some(Some(Err(_)) | None) => return,
+                None => break,
+            }
+        }
+        let mut ok = true;
+        if ack_every > 1 {
+            if let Some(last) = batch.last() {
+                ok = last
+                    .acker
+                    .ack(BasicAckOptions { multiple: true })
+                    .await
+                    .is_ok();
+            }
+        } else {
+            for delivery in &batch {
+                ok &= delivery.acker.ack(BasicAckOptions::default()).await.is_ok();
+            }
+        }
+        if !ok {
             return;
         }
-        if acked.fetch_add(1, Ordering::Relaxed) + 1 >= total {
+        let n = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        if acked.fetch_add(n, Ordering::Relaxed) + n >= total {
             return;
         }
     }

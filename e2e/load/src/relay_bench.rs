@@ -1,5 +1,5 @@
 //! The relay against the broker's own limit, in one run: how fast
-//! [`Relay::publish_batch`] empties an outbox of N rows, versus a raw lapin
+//! [`Relay::publish_pending`] empties an outbox of N rows, versus a raw lapin
 //! loop publishing N messages of the same size to the same kind of queue
 //! with publisher confirms and 256 in flight.
 //!
@@ -11,9 +11,14 @@
 //! claim, a producer span and headers per message, the confirms, and the
 //! `UPDATE … published_at` in the same transaction.
 //!
+//! The CPU time each side costs per message is read from `/proc` around
+//! each run ([`crate::cpu`]): this process, the broker and PostgreSQL.
+//! On a shared, noisy machine it is steadier than the rates.
+//!
 //! Everything it creates (a database and two broker names, all called
 //! `bench_relay_<id>`) is removed again, also when a step fails.
 
+use crate::cpu::{PerMessage, Snapshot};
 use crate::queue_bench::{Target, publish_confirmed};
 use anyhow::Context as _;
 use checkout_messaging::Relay;
@@ -39,6 +44,9 @@ pub struct RelayBench {
     pub messages: u32,
     /// Confirms the raw loop keeps in flight.
     pub in_flight: usize,
+    /// Batches the relay keeps awaiting their confirms at once
+    /// ([`Relay::with_batches_in_flight`]).
+    pub batches_in_flight: u8,
 }
 
 /// The two rates.
@@ -50,6 +58,11 @@ pub struct RelayResult {
     pub relay_per_second: f64,
     /// The raw loop's confirmed publishes per second.
     pub raw_per_second: f64,
+    /// What the relay's runs cost per message: this process (the relay),
+    /// the broker and PostgreSQL.
+    pub relay_cpu: PerMessage,
+    /// The same for the raw loop's runs.
+    pub raw_cpu: PerMessage,
 }
 
 impl RelayBench {
@@ -84,8 +97,9 @@ impl RelayBench {
     }
 
     async fn measure(&self, id: &str, connection: &Connection) -> anyhow::Result<RelayResult> {
+        // A connection for each batch in flight, and one for the bench.
         let pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(u32::from(self.batches_in_flight) + 1)
             .connect(&format!("{}/{id}", self.postgres_url))
             .await?;
         checkout_messaging::migrate(&pool).await?;
@@ -100,29 +114,43 @@ impl RelayBench {
         // second meets a broker still busy with the first's queue, and the
         // alternation cancels that order effect out.
         let (mut raw, mut relay_time) = (Duration::ZERO, Duration::ZERO);
+        let (mut raw_cpu, mut relay_cpu) = (PerMessage::default(), PerMessage::default());
+        let total = 2 * half;
+        let before = Snapshot::now();
         raw += self
             .raw(connection, &exchange, payload.as_bytes(), half)
             .await
             .context("raw publish loop")?;
+        raw_cpu += Snapshot::now().per_message_since(&before, total);
         purge(connection, &queue).await?;
         for refill in [false, true] {
             if refill {
                 fill_outbox(&pool, half).await?;
             }
-            relay_time += relay(&pool, connection, &exchange).await.context("relay")?;
+            let relay = Relay::new(pool.clone(), exchange.as_str())
+                .with_batches_in_flight(self.batches_in_flight);
+            let before = Snapshot::now();
+            relay_time += empty_outbox(&relay, &pool, connection)
+                .await
+                .context("relay")?;
+            relay_cpu += Snapshot::now().per_message_since(&before, total);
             purge(connection, &queue).await?;
         }
+        let before = Snapshot::now();
         raw += self
             .raw(connection, &exchange, payload.as_bytes(), half)
             .await
             .context("raw publish loop")?;
+        raw_cpu += Snapshot::now().per_message_since(&before, total);
         pool.close().await;
 
         let rate = |elapsed: Duration| f64::from(2 * half) / elapsed.as_secs_f64();
         Ok(RelayResult {
-            messages: 2 * half,
+            messages: total,
             relay_per_second: rate(relay_time),
             raw_per_second: rate(raw),
+            relay_cpu,
+            raw_cpu,
         })
     }
 
@@ -167,16 +195,19 @@ impl RelayBench {
     }
 }
 
-/// Empties the outbox with [`Relay::publish_batch`], as the relay's loop
-/// does while it finds full batches.
-async fn relay(pool: &PgPool, connection: &Connection, exchange: &str) -> anyhow::Result<Duration> {
+/// Empties the outbox with [`Relay::publish_pending`], as the relay's loop
+/// does once woken.
+async fn empty_outbox(
+    relay: &Relay,
+    pool: &PgPool,
+    connection: &Connection,
+) -> anyhow::Result<Duration> {
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let relay = Relay::new(pool.clone(), exchange);
     let started = Instant::now();
-    while relay.publish_batch(&channel).await? > 0 {}
+    while relay.publish_pending(&channel).await? > 0 {}
     let elapsed = started.elapsed();
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         .fetch_one(pool)

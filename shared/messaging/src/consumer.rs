@@ -20,7 +20,8 @@
 //!    row is already there was applied before, so it is acked and nothing
 //!    else happens — and each fresh event's [`Handler`] runs under a
 //!    savepoint of its own, so a failing one is rolled back alone;
-//! 5. acks only after the commit.
+//! 5. acks only after the commit — a run of settled deliveries with one
+//!    `multiple` ack when that is safe (`acks`).
 //!
 //! Failures are of three kinds, and only a failure of the handler itself
 //! costs the message an attempt:
@@ -55,9 +56,11 @@
 //!
 //! One file per job: [`handler`] (what a service implements), `dispatch`
 //! (decode, refuse forgeries, turn an outcome into a verdict), [`batch`]
-//! (apply deliveries together, wait out outages) and `verdict` (ack, retry
-//! or dead-letter, each forward in a span).
+//! (apply deliveries together, wait out outages), `verdict` (ack, retry
+//! or dead-letter, each forward in a span) and `acks` (which acks may go
+//! as one).
 
+mod acks;
 mod batch;
 mod dispatch;
 mod handler;
@@ -69,6 +72,7 @@ use crate::pause::Pause;
 use crate::retry::RetryPolicy;
 use crate::spans::Peer;
 use crate::topology::Topology;
+use acks::Acks;
 use futures::StreamExt;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -128,6 +132,8 @@ struct Session {
     shutdown: CancellationToken,
     /// Held by the one batch whose handlers run (see [`batch`]).
     lane: Arc<Mutex<()>>,
+    /// The consuming channel's unsettled deliveries (see `acks`).
+    acks: Acks,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -228,6 +234,7 @@ impl<H: Handler> Consumer<H> {
             pause,
             shutdown: shutdown.clone(),
             lane: Arc::default(),
+            acks: Acks::new(this.prefetch),
         });
         let mut in_flight = JoinSet::new();
         let outcome = this
@@ -306,6 +313,8 @@ impl<H: Handler> Consumer<H> {
                 lane = session.lane.clone().lock_owned() => lane,
             };
             let (batch, ended) = batch::gather(first, deliveries, limit, self.linger).await;
+            // Before any of them can be settled (see `acks`).
+            session.acks.open(&batch).await;
             let (this, session) = (self.clone(), session.clone());
             in_flight.spawn(async move { this.run_batch(&session, batch, lane).await });
             if let Some(error) = ended {

@@ -9,6 +9,29 @@
 //! unpublished and is tried again; a crash between the confirm and the
 //! commit republishes, which the consumers' inbox absorbs.
 //!
+//! # Batches in flight together
+//! While the confirms of one batch are outstanding, the next batch is
+//! claimed (its own transaction: `SKIP LOCKED` passes over the rows the
+//! earlier ones still hold) and published on the same channel; at most
+//! three batches await their confirms at once
+//! ([`Relay::with_batches_in_flight`]), each holding a pool connection.
+//! Awaiting each batch's confirms before claiming the next left the broker
+//! idle for a claim, a mark and a commit per batch. Measured with
+//! `checkout-bench relay` (20,000 messages, 14 alternating runs each, on a
+//! busy two-core machine), the relay's rate over a raw pipelined
+//! publisher's had a median of 0.64 one batch at a time, 0.65 with two in
+//! flight and 0.76 with three; handing a batch's publishes to lapin before
+//! awaiting any (`send`) then halved the relay's own CPU per message, to
+//! the raw loop's 15–18 µs. Each batch still settles alone: its
+//! confirmed rows marked and its refusals recorded in its own transaction,
+//! whichever commits first. A batch is claimed only after the previous
+//! claim, and its messages are sent after all of the previous batch's, so
+//! one relay still publishes in id order when nothing is refused. A
+//! failure stops new claims; the batches already in flight settle as any
+//! batch does (a channel failure fails each of their pending confirms, so
+//! none marks a row it has no confirm for), and only then is the channel
+//! replaced.
+//!
 //! # A refused row holds up nothing
 //! The broker refuses one message by nacking it (a queue it routes to will
 //! not take it: full with `x-overflow: reject-publish`, or without a
@@ -51,20 +74,23 @@
 //! two cores (see the README's Performance section).
 //!
 //! # Shutdown and housekeeping
-//! The batch under way when shutdown comes is finished within
-//! `shutdown_timeout`, and abandoned after that: its transaction rolls
-//! back, so its rows stay unpublished (whatever reached the broker is
+//! When shutdown comes no batch is claimed any more; the batches under way
+//! are finished within `shutdown_timeout`, and abandoned after that: their
+//! transactions roll back, so their rows stay unpublished (whatever reached the broker is
 //! published again after the restart, and absorbed by the inboxes). When
 //! idle, the relay prunes the messaging tables every ten minutes
 //! ([`crate::retention`]).
 
 //!
 //! # Where the code is
-//! `batch` (claim, publish, confirm, mark: one transaction) and `run` (the
-//! loop, waiting, backoff, shutdown).
+//! `batch` (claim and publish, then confirm and mark: one transaction),
+//! `send` (the publishing), `pipeline` (batches in flight together) and
+//! `run` (the loop, waiting, backoff, shutdown).
 
 mod batch;
+mod pipeline;
 mod run;
+mod send;
 
 use crate::retention::Retention;
 use crate::spans::Peer;
@@ -72,6 +98,7 @@ use lapin::Channel;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Why a batch was not (fully) published. A row the broker refused is not
 /// one of these: it is recorded on the row (see the module docs).
@@ -116,6 +143,7 @@ pub struct Relay {
     max_refusal_backoff: Duration,
     confirm_timeout: Duration,
     shutdown_timeout: Duration,
+    batches_in_flight: usize,
     peer: Peer,
 }
 
@@ -138,6 +166,9 @@ const DEFAULT_FIRST_REFUSAL_BACKOFF: Duration = Duration::from_secs(1);
 /// …doubling up to this.
 const DEFAULT_MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(300);
 
+/// Batches awaiting their confirms at once, by default (see the module docs).
+const DEFAULT_BATCHES_IN_FLIGHT: u8 = 3;
+
 /// The longest wait the relay schedules, whatever the builder was given:
 /// keeps `Instant` arithmetic and PostgreSQL's intervals far from overflow.
 const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -151,8 +182,8 @@ impl Relay {
     /// A relay publishing `pool`'s outbox to `exchange`, with batches of
     /// 256, a 1 s poll, refused rows retried after 1 s doubling to 5 min
     /// and parked after 20 attempts, confirms awaited 30 s, 10 s to finish
-    /// a batch at shutdown, published outbox rows kept 7 days and inbox
-    /// rows 14 days.
+    /// a batch at shutdown, three batches in flight at most, published
+    /// outbox rows kept 7 days and inbox rows 14 days.
     pub fn new(pool: PgPool, exchange: impl Into<String>) -> Self {
         Self {
             pool,
@@ -165,6 +196,7 @@ impl Relay {
             max_refusal_backoff: DEFAULT_MAX_REFUSAL_BACKOFF,
             confirm_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
+            batches_in_flight: usize::from(DEFAULT_BATCHES_IN_FLIGHT),
             peer: Peer::unknown(),
         }
     }
@@ -222,6 +254,13 @@ impl Relay {
         self
     }
 
+    /// How many batches may await their confirms at once (at least 1;
+    /// 3 by default). Each holds a database connection until it commits.
+    pub fn with_batches_in_flight(mut self, batches: u8) -> Self {
+        self.batches_in_flight = usize::from(batches.max(1));
+        self
+    }
+
     /// The broker its spans name (`server.address`, `server.port`).
     pub fn with_peer(mut self, peer: Peer) -> Self {
         self.peer = peer;
@@ -242,5 +281,19 @@ impl Relay {
     /// same transaction (see the module docs) and it is not counted.
     pub async fn publish_batch(&self, channel: &Channel) -> Result<usize, RelayError> {
         self.batch(channel).await.map(|batch| batch.published)
+    }
+
+    /// Publishes everything due on `channel`, which must be in confirm
+    /// mode, as the relay's loop does: batch after batch, with up to
+    /// [`Relay::with_batches_in_flight`] of them awaiting their confirms at
+    /// once, until a batch comes back short. Returns how many rows were
+    /// published, or the first failure (after every batch in flight has
+    /// settled: marked what the broker confirmed, recorded its refusals).
+    pub async fn publish_pending(&self, channel: &Channel) -> Result<usize, RelayError> {
+        let drained = self.drain(channel, &CancellationToken::new()).await;
+        match drained.failure {
+            Some(error) => Err(error),
+            None => Ok(drained.published),
+        }
     }
 }

@@ -3,13 +3,13 @@
 //! and confirmed before the original is acked, so a message is never both
 //! gone and unsaved.
 
+use super::acks::Refusal;
 use super::{Consumer, Handler, Session};
 use crate::dead_letter::{self, Reason, set_int, set_str};
 use crate::metrics::{MESSAGE_RETRIES, MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED};
 use crate::publish::publish_confirmed;
 use crate::spans::{self, Message};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use tracing::{Instrument, Span};
 
@@ -54,7 +54,7 @@ impl<H: Handler> Consumer<H> {
         };
         let outcome = match verdict {
             Verdict::Ack(outcome) => {
-                ack(delivery).await;
+                ack(session, delivery).await;
                 outcome
             }
             Verdict::Retry(error) => {
@@ -182,26 +182,18 @@ impl<H: Handler> Consumer<H> {
         .await;
         let queue = to.queue;
         match published {
-            Ok(Ok(())) => ack(delivery).await,
+            Ok(Ok(())) => ack(session, delivery).await,
             Err(_elapsed) => {
                 spans::failed(&span, "timeout", "the broker did not confirm in time");
                 tracing::warn!(%queue, timeout = ?self.forward_timeout, "the broker did not confirm the forward in time; returning the delivery to its queue");
-                let requeue = BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                };
-                if let Err(error) = delivery.acker.nack(requeue).await {
+                if let Err(error) = session.acks.alone(delivery, Refusal::Requeue).await {
                     tracing::warn!(%error, "could not return it; the message will be redelivered");
                 }
             }
             Ok(Err(error)) => {
                 spans::failed(&span, "refused", &error);
                 tracing::warn!(%error, %queue, "could not forward; rejecting to the queue's dead-letter exchange");
-                if let Err(error) = delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await
-                {
+                if let Err(error) = session.acks.alone(delivery, Refusal::Reject).await {
                     tracing::warn!(%error, "could not reject; the message will be redelivered");
                 }
             }
@@ -231,8 +223,9 @@ fn forward_span_of(delivery: &Delivery, to: &Forward<'_>, peer: &crate::spans::P
     spans::send(to.exchange, message, peer, to.purpose, None)
 }
 
-async fn ack(delivery: &Delivery) {
-    if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+/// Acks `delivery`, with the deliveries before it (see [`super::acks`]).
+async fn ack(session: &Session, delivery: &Delivery) {
+    if let Err(error) = session.acks.ack(delivery).await {
         tracing::warn!(%error, "could not ack; the message will be redelivered");
     }
 }

@@ -2,42 +2,38 @@
 //! together, then mark the confirmed rows published and record each
 //! refusal on its row — in the claim's transaction (see the [`super`] docs).
 
+use super::send::Sent;
 use super::{Relay, RelayError};
 use crate::metrics::{MESSAGES_PUBLISHED, OUTBOX_REFUSALS};
-use crate::spans::{self, Message};
-use checkout_telemetry::propagation::{context_from_map, inject_amqp};
-use lapin::options::BasicPublishOptions;
-use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
+use crate::spans;
+use lapin::{Channel, Confirmation};
 use sqlx::types::Json;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, Postgres, Transaction};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
-use tracing::{Instrument, Span};
+use tracing::Span;
 use uuid::Uuid;
 
 #[derive(Debug, FromRow)]
-struct PendingRow {
-    id: i64,
-    event_id: Uuid,
-    event_type: String,
-    routing_key: String,
+pub(super) struct PendingRow {
+    pub(super) id: i64,
+    pub(super) event_id: Uuid,
+    pub(super) event_type: String,
+    pub(super) routing_key: String,
     /// The envelope as PostgreSQL renders the jsonb: published as it is,
     /// rather than parsed into a `serde_json::Value` and serialised again.
-    envelope: String,
-    trace_context: Json<HashMap<String, String>>,
+    pub(super) envelope: String,
+    pub(super) trace_context: Json<HashMap<String, String>>,
     /// The envelope's correlation id (`messaging.message.conversation_id`).
-    correlation_id: Option<String>,
+    pub(super) correlation_id: Option<String>,
     /// Refusals so far.
-    attempts: i32,
+    pub(super) attempts: i32,
 }
 
 /// What one batch did, for the relay's loop.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
-    /// Rows claimed: a full batch means more may be waiting.
-    pub(super) claimed: usize,
     /// Rows confirmed and marked published.
     pub(super) published: usize,
     /// The shortest backoff given to a refused row that was not parked:
@@ -63,12 +59,15 @@ const CLAIM: &str = "SELECT id, event_id, event_type, routing_key, envelope::tex
                      WHERE published_at IS NULL AND parked_at IS NULL AND next_attempt_at <= now() \
                      ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
 
-/// What the publishing half of a batch left to settle.
-struct Sent<'r> {
-    /// Rows sent, with their confirm and their `send` span.
-    in_flight: Vec<(&'r PendingRow, PublisherConfirm, Span)>,
-    failure: Option<RelayError>,
-    timed_out: bool,
+/// A batch claimed and sent, its confirms still to come: the claim's
+/// transaction (holding the rows' locks) travels with it to be marked and
+/// committed by [`Relay::settle`]. Dropping it rolls the claim back.
+pub(super) struct Claimed {
+    tx: Transaction<'static, Postgres>,
+    claimed: usize,
+    sent: Sent,
+    /// When the confirms are due: `confirm_timeout` after the first publish.
+    deadline: Instant,
 }
 
 /// What the broker answered for a batch.
@@ -81,21 +80,62 @@ struct Settled {
     timed_out: bool,
 }
 
+impl Claimed {
+    /// Whether another batch should be claimed at once: this one was full
+    /// (more may be waiting) and every row of it went out.
+    pub(super) fn wants_next(&self, batch_size: i64) -> bool {
+        self.claimed as i64 == batch_size && self.sent.failure.is_none() && !self.sent.timed_out
+    }
+}
+
 impl Relay {
+    /// One batch from claim to commit, alone on `channel`.
     pub(super) async fn batch(&self, channel: &Channel) -> Result<Batch, RelayError> {
+        match self.claim_and_send(channel).await? {
+            Some(claimed) => self.settle(claimed).await,
+            None => Ok(Batch::default()),
+        }
+    }
+
+    /// The first half of a batch: claims due rows and publishes them all,
+    /// without waiting for a confirm (`None`: nothing is due). Another
+    /// batch's claim may follow at once: its `SKIP LOCKED` passes over
+    /// these rows, locked until [`Relay::settle`] commits or the
+    /// [`Claimed`] is dropped.
+    pub(super) async fn claim_and_send(
+        &self,
+        channel: &Channel,
+    ) -> Result<Option<Claimed>, RelayError> {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<PendingRow> = sqlx::query_as(CLAIM)
             .bind(self.batch_size)
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
-            return Ok(Batch::default());
+            return Ok(None);
         }
         let claimed = rows.len();
         let deadline = Instant::now() + self.confirm_timeout;
         // Send everything first, then await the confirms together: one
         // round trip per batch instead of one per message.
-        let sent = self.send_all(channel, &rows, deadline).await;
+        let sent = self.send_all(channel, rows, deadline).await;
+        Ok(Some(Claimed {
+            tx,
+            claimed,
+            sent,
+            deadline,
+        }))
+    }
+
+    /// The second half: awaits the batch's confirms, marks the confirmed
+    /// rows and records the refusals, and commits.
+    pub(super) async fn settle(&self, batch: Claimed) -> Result<Batch, RelayError> {
+        let Claimed {
+            mut tx,
+            claimed,
+            sent,
+            deadline,
+        } = batch;
         let settled = self.await_confirms(sent, deadline).await;
         mark(&mut tx, &settled).await?;
         tx.commit().await?;
@@ -111,45 +151,14 @@ impl Relay {
             });
         }
         Ok(Batch {
-            claimed,
             published: settled.published.len(),
             retry_in: settled.retry_in,
         })
     }
 
-    /// Publishes each row in its `send` span, until one fails or the deadline.
-    async fn send_all<'r>(
-        &self,
-        channel: &Channel,
-        rows: &'r [PendingRow],
-        deadline: Instant,
-    ) -> Sent<'r> {
-        let mut sent = Sent {
-            in_flight: Vec::with_capacity(rows.len()),
-            failure: None,
-            timed_out: false,
-        };
-        for row in rows {
-            let span = self.producer_span(row);
-            let send = self.send(channel, row, &span).instrument(span.clone());
-            match tokio::time::timeout_at(deadline, send).await {
-                Ok(Ok(confirm)) => sent.in_flight.push((row, confirm, span)),
-                Ok(Err(error)) => {
-                    sent.failure = Some(error.into());
-                    break;
-                }
-                Err(_) => {
-                    sent.timed_out = true;
-                    break;
-                }
-            }
-        }
-        sent
-    }
-
     /// Awaits the confirm of every row sent; a refusal is recorded for its
     /// row (see [`Relay::refused`]), anything else fails the batch.
-    async fn await_confirms(&self, sent: Sent<'_>, deadline: Instant) -> Settled {
+    async fn await_confirms(&self, sent: Sent, deadline: Instant) -> Settled {
         let mut settled = Settled {
             published: Vec::with_capacity(sent.in_flight.len()),
             failure: sent.failure,
@@ -192,7 +201,7 @@ impl Relay {
                     continue;
                 }
             };
-            self.refused(row, &span, reason, &mut settled);
+            self.refused(&row, &span, reason, &mut settled);
         }
         settled
     }
@@ -231,62 +240,6 @@ impl Relay {
         refusals.errors.push(reason);
         refusals.delays_secs.push(delay.as_secs_f64());
         refusals.park.push(park);
-    }
-
-    async fn send(
-        &self,
-        channel: &Channel,
-        row: &PendingRow,
-        span: &Span,
-    ) -> Result<PublisherConfirm, lapin::Error> {
-        let mut headers = FieldTable::default();
-        inject_amqp(span, &mut headers);
-        let mut properties = BasicProperties::default()
-            .with_message_id(ShortString::from(row.event_id.to_string()))
-            .with_content_type(ShortString::from("application/json"))
-            .with_delivery_mode(2)
-            .with_headers(headers);
-        // The schema's CHECKs keep these within AMQP's 255-byte limit.
-        if let Ok(kind) = ShortString::try_new(row.event_type.as_str()) {
-            properties = properties.with_type(kind);
-        }
-        let routing_key = ShortString::try_new(row.routing_key.as_str())
-            .unwrap_or_else(|_| ShortString::from("invalid.routing-key"));
-        channel
-            .basic_publish(
-                ShortString::from(self.exchange.as_str()),
-                routing_key,
-                // Mandatory: an unroutable message comes back instead of
-                // vanishing (the alternate exchange normally takes it first).
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                row.envelope.as_bytes(),
-                properties,
-            )
-            .await
-    }
-
-    /// The `send <exchange>` span of one row, a child of the span that
-    /// wrote it.
-    fn producer_span(&self, row: &PendingRow) -> Span {
-        let message = Message {
-            id: &row.event_id,
-            conversation_id: row
-                .correlation_id
-                .as_ref()
-                .map(|id| id as &dyn std::fmt::Display),
-            event_type: row.event_type.as_str(),
-            routing_key: row.routing_key.as_str(),
-        };
-        spans::send(
-            &self.exchange,
-            message,
-            &self.peer,
-            "publish",
-            Some(context_from_map(&row.trace_context.0)),
-        )
     }
 }
 

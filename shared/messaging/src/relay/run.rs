@@ -1,9 +1,10 @@
-//! The relay's loop: a batch whenever there is work, a wait (for a wake-up,
+//! The relay's loop: batches (pipelined) whenever there is work, a wait (for a wake-up,
 //! a `NOTIFY`, a refused row falling due, or the poll) when there is none,
 //! a fresh channel and a capped backoff after a failed batch, and pruning
 //! when idle.
 
-use super::{FIRST_BATCH_BACKOFF, MAX_BATCH_BACKOFF, Relay, RelayError, WAKE, batch::Batch};
+use super::pipeline::Drained;
+use super::{FIRST_BATCH_BACKOFF, MAX_BATCH_BACKOFF, Relay, RelayError, WAKE};
 use crate::outbox::NOTIFY_CHANNEL;
 use crate::retention::{self, PRUNE_EVERY};
 use lapin::options::ConfirmSelectOptions;
@@ -34,8 +35,8 @@ impl Relay {
     /// Publishes until `shutdown` is cancelled (`Ok`) or the broker
     /// connection is lost (`Err`, so a supervisor can reconnect). Other
     /// failures are logged and retried with capped backoff on a fresh
-    /// channel; the batch under way when shutdown comes is finished within
-    /// the shutdown timeout.
+    /// channel; the batches under way when shutdown comes are finished
+    /// within the shutdown timeout.
     pub async fn run(
         self,
         connection: Arc<Connection>,
@@ -51,14 +52,14 @@ impl Relay {
         };
         let mut outcome = Ok(());
         while !shutdown.is_cancelled() {
-            // Registered before the batch's claim, so a commit during the
-            // batch (whose row the claim may have missed) still wakes us.
+            // Registered before the first claim, so a commit during the
+            // batches (whose row a claim may have missed) still wakes us.
             let woken = WAKE.notified();
             let attempt = async {
-                let ch = self
-                    .confirm_channel(&connection, &mut cycle.channel)
-                    .await?;
-                self.batch(ch).await
+                match self.confirm_channel(&connection, &mut cycle.channel).await {
+                    Ok(ch) => self.drain(ch, &shutdown).await,
+                    Err(error) => Drained::failed(error),
+                }
             };
             let finished = finish_within(
                 attempt,
@@ -67,28 +68,32 @@ impl Relay {
                 &mut cycle.stop_by,
             )
             .await;
-            let Some(result) = finished else {
+            let Some(drained) = finished else {
                 tracing::warn!(
                     timeout = ?self.shutdown_timeout,
-                    "outbox relay: the batch under way at shutdown did not finish in time; \
-                     abandoned, its rows stay unpublished"
+                    "outbox relay: the batches under way at shutdown did not finish in time; \
+                     abandoned, their rows stay unpublished"
                 );
                 // Dropping the channel closes it without waiting for the broker.
                 cycle.channel = None;
                 break;
             };
-            match result {
-                Ok(batch) => {
-                    self.after_batch(&batch, &mut cycle, &mut listener, woken, &shutdown)
+            if let Some(delay) = drained.retry_in {
+                let at = Instant::now() + delay;
+                cycle.next_retry = Some(cycle.next_retry.map_or(at, |t| t.min(at)));
+            }
+            match drained.failure {
+                None => {
+                    self.after_batches(&mut cycle, &mut listener, woken, &shutdown)
                         .await;
                 }
-                Err(RelayError::Broker(error)) if !connection.status().connected() => {
+                Some(RelayError::Broker(error)) if !connection.status().connected() => {
                     tracing::warn!(%error, "outbox relay: broker connection lost");
                     cycle.channel = None;
                     outcome = Err(error);
                     break;
                 }
-                Err(error) => self.after_failure(&error, &mut cycle, &shutdown).await,
+                Some(error) => self.after_failure(&error, &mut cycle, &shutdown).await,
             }
         }
         self.close(cycle).await;
@@ -96,25 +101,16 @@ impl Relay {
         outcome
     }
 
-    /// After a batch that went through: straight on if it was full, else
-    /// prune (now and then) and wait for work.
-    async fn after_batch(
+    /// After batches that went through, the last of them short (nothing
+    /// more was due): prune (now and then) and wait for work.
+    async fn after_batches(
         &self,
-        batch: &Batch,
         cycle: &mut Cycle,
         listener: &mut Option<PgListener>,
         woken: Notified<'static>,
         shutdown: &CancellationToken,
     ) {
         cycle.backoff = FIRST_BATCH_BACKOFF;
-        if let Some(delay) = batch.retry_in {
-            let at = Instant::now() + delay;
-            cycle.next_retry = Some(cycle.next_retry.map_or(at, |t| t.min(at)));
-        }
-        // A full batch: there may be more behind it.
-        if batch.claimed as i64 == self.batch_size {
-            return;
-        }
         if cycle.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             tokio::select! {
                 _ = shutdown.cancelled() => {}

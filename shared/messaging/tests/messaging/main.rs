@@ -3,6 +3,7 @@
 //! own exchange and queue names, and removes them at the end; the
 //! permission tests also their own broker users.
 
+mod acks;
 mod batch;
 mod broker_queues;
 mod connection;
@@ -16,6 +17,7 @@ mod permissions_consumer;
 mod permissions_queues;
 mod proxy;
 mod relay;
+mod relay_pipeline;
 mod relay_refusals;
 mod relay_stalls;
 mod replay;

@@ -1,10 +1,11 @@
 //! A TCP proxy in front of RabbitMQ, for the relay tests of a broker that
 //! stops answering on a live connection.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 /// A TCP proxy in front of RabbitMQ that can hold back everything the
 /// broker sends (confirms, replies), as a broker that stops answering on
@@ -14,6 +15,8 @@ pub(crate) struct Proxy {
     pub(crate) url: String,
     hold: watch::Sender<bool>,
     opened: Arc<AtomicU64>,
+    /// The copying tasks of every connection so far.
+    forwards: Arc<Mutex<Vec<AbortHandle>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -24,26 +27,40 @@ impl Proxy {
         let (hold, held) = watch::channel(false);
         let opened = Arc::new(AtomicU64::new(0));
         let counter = opened.clone();
+        let forwards = Arc::new(Mutex::new(Vec::new()));
+        let spawned = forwards.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let broker = TcpStream::connect("127.0.0.1:5672")
                     .await
                     .expect("rabbitmq is up");
                 let (client, broker) = (Arc::new(client), Arc::new(broker));
-                tokio::spawn(forward(
+                let up = tokio::spawn(forward(
                     client.clone(),
                     broker.clone(),
                     None,
                     Some(counter.clone()),
                 ));
-                tokio::spawn(forward(broker, client, Some(held.clone()), None));
+                let down = tokio::spawn(forward(broker, client, Some(held.clone()), None));
+                if let Ok(mut forwards) = spawned.lock() {
+                    forwards.extend([up.abort_handle(), down.abort_handle()]);
+                }
             }
         });
         Proxy {
             url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
             hold,
             opened,
+            forwards,
             task,
+        }
+    }
+
+    /// Cuts every connection made through the proxy, as a network failure
+    /// would: both sockets close, whatever was held back is lost.
+    pub(crate) fn sever(&self) {
+        if let Ok(forwards) = self.forwards.lock() {
+            forwards.iter().for_each(AbortHandle::abort);
         }
     }
 
