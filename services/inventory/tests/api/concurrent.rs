@@ -4,7 +4,7 @@
 //! in a circle — PostgreSQL would abort one with a deadlock error, and the
 //! handler would fail — and the stock adds up afterwards.
 
-use crate::support::stock;
+use crate::support::{deal, stock};
 use checkout_events::OrderId;
 use checkout_events::fixtures::build::{order_cancelled, order_confirmed, order_created};
 use checkout_testkit::{from_order, handle, with_database};
@@ -55,12 +55,7 @@ async fn concurrent_reservations_shipments_and_releases_keep_the_stock_exact() {
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
                 let pool = pool.clone();
-                let mine: Vec<_> = orders
-                    .iter()
-                    .skip(writer)
-                    .step_by(WRITERS)
-                    .cloned()
-                    .collect();
+                let mine = deal(&orders, writer, WRITERS);
                 tokio::spawn(async move {
                     for Order { id, lines, fate } in mine {
                         let created = from_order(id, &order_created(id, &lines, 100));

@@ -3,7 +3,7 @@
 //! held by one conditional statement (`store::hold_one`); these tests are
 //! what says that statement cannot oversell.
 
-use crate::support::{apply, stock};
+use crate::support::{apply, deal, stock};
 use checkout_events::fixtures::build::order_created;
 use checkout_events::{Envelope, OrderId};
 use checkout_messaging::Handler as _;
@@ -103,12 +103,7 @@ async fn a_flash_sale_sells_exactly_the_stock() {
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
                 let pool = pool.clone();
-                let mine: Vec<Envelope> = orders
-                    .iter()
-                    .skip(writer)
-                    .step_by(WRITERS)
-                    .cloned()
-                    .collect();
+                let mine = deal(&orders, writer, WRITERS);
                 tokio::spawn(async move {
                     for batch in mine.chunks(PER_TRANSACTION) {
                         let mut tx = pool.begin().await.expect("begin");

@@ -132,3 +132,14 @@ pub(crate) fn product(name: &str, amount: i64, on_hand: i64) -> serde_json::Valu
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &str) -> T {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
+
+/// The share of `items` that writer `writer` of `writers` takes: every
+/// `writers`-th, from its own index, so concurrent writers interleave.
+pub(crate) fn deal<T: Clone>(items: &[T], writer: usize, writers: usize) -> Vec<T> {
+    items
+        .iter()
+        .skip(writer)
+        .step_by(writers)
+        .cloned()
+        .collect()
+}

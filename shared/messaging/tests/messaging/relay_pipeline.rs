@@ -68,11 +68,19 @@ async fn two_batches_waiting(env: &TestEnv) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_next_batch_is_published_while_the_last_awaits_its_confirms() {
-    let env = TestEnv::new().await;
+/// A relay publishing `ROWS` rows in batches of `BATCH`, two in flight,
+/// through a proxy holding every confirm back, once both batches wait.
+struct Held {
+    proxy: Proxy,
+    /// The connection through the proxy, closed by the test when done.
+    via_proxy: lapin::Connection,
+    relay: Relay,
+    publishing: tokio::task::JoinHandle<Result<usize, RelayError>>,
+}
+
+async fn two_batches_held(env: &TestEnv, name: &str) -> Held {
     let proxy = Proxy::start().await;
-    let via_proxy = connect(&proxy.url, "relay-pipeline")
+    let via_proxy = connect(&proxy.url, name)
         .await
         .expect("rabbitmq through the proxy");
     let channel = confirm_channel(&via_proxy).await;
@@ -88,7 +96,20 @@ async fn the_next_batch_is_published_while_the_last_awaits_its_confirms() {
         let (relay, channel) = (relay.clone(), channel.clone());
         async move { relay.publish_pending(&channel).await }
     });
-    two_batches_waiting(&env).await;
+    two_batches_waiting(env).await;
+    Held {
+        proxy,
+        via_proxy,
+        relay,
+        publishing,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_is_published_while_the_last_awaits_its_confirms() {
+    let env = TestEnv::new().await;
+    let held = two_batches_held(&env, "relay-pipeline").await;
+    let (proxy, publishing) = (&held.proxy, held.publishing);
     assert_eq!(
         env.ready(&env.topology.queue("probe")).await,
         2 * u32::from(BATCH),
@@ -134,31 +155,15 @@ async fn the_next_batch_is_published_while_the_last_awaits_its_confirms() {
         (0..ROWS).collect::<Vec<_>>(),
         "once each, in id order"
     );
-    let _ = via_proxy.close(200, ShortString::from("done")).await;
+    let _ = held.via_proxy.close(200, ShortString::from("done")).await;
     env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_with_two_batches_in_flight_fails_both_and_marks_nothing() {
     let env = TestEnv::new().await;
-    let proxy = Proxy::start().await;
-    let via_proxy = connect(&proxy.url, "relay-pipeline-severed")
-        .await
-        .expect("rabbitmq through the proxy");
-    let channel = confirm_channel(&via_proxy).await;
-    for seq in 0..ROWS {
-        write(&env.pool, 0, seq).await;
-    }
-    let relay = Relay::new(env.pool.clone(), env.topology.exchange())
-        .with_batch_size(BATCH)
-        .with_batches_in_flight(2);
-
-    proxy.hold(true);
-    let publishing = tokio::spawn({
-        let (relay, channel) = (relay.clone(), channel.clone());
-        async move { relay.publish_pending(&channel).await }
-    });
-    two_batches_waiting(&env).await;
+    let held = two_batches_held(&env, "relay-pipeline-severed").await;
+    let (proxy, relay, publishing) = (&held.proxy, &held.relay, held.publishing);
     // Every confirm of both batches is lost with the connection.
     proxy.sever();
     let result = tokio::time::timeout(Duration::from_secs(10), publishing)
