@@ -35,6 +35,25 @@ async fn unacked(queue: &str) -> Option<u64> {
     })
 }
 
+/// Waits until the GOOD events `seqs` are applied, and then until every
+/// delivery of `queue` is acked but one: the one held back.
+async fn applied_and_acked_but_one(env: &TestEnv, queue: &str, seqs: [u32; 2]) {
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            applied(env, GOOD, seqs[0]).await == 1 && applied(env, GOOD, seqs[1]).await == 1
+        })
+        .await,
+        "the events behind the held-back delivery were applied"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            unacked(queue).await == Some(1)
+        })
+        .await,
+        "every delivery acked but the held-back one"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_settled_after_an_unsettled_one_are_acked_without_it() {
     let env = TestEnv::new().await;
@@ -76,20 +95,7 @@ async fn deliveries_settled_after_an_unsettled_one_are_acked_without_it() {
     for seq in 0..2 {
         env.publish(&envelope(GOOD, seq)).await;
     }
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            applied(&env, GOOD, 0).await == 1 && applied(&env, GOOD, 1).await == 1
-        })
-        .await,
-        "the two good events were applied"
-    );
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            unacked(&queue).await == Some(1)
-        })
-        .await,
-        "the good deliveries acked, the poison one not"
-    );
+    applied_and_acked_but_one(&env, &queue, [0, 1]).await;
     // Its forward abandoned at shutdown and the consuming channel closed,
     // the poison message goes back to its queue: no ack of a later
     // delivery took it along.
@@ -165,20 +171,7 @@ async fn a_batch_settled_before_an_earlier_one_commits_does_not_ack_it() {
     .with_drain_timeout(Duration::from_millis(200));
     let task = tokio::spawn(consumer.run(env.broker.clone(), env.broker.clone(), shutdown.clone()));
 
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            applied(&env, GOOD, 1).await == 1 && applied(&env, GOOD, 2).await == 1
-        })
-        .await,
-        "the later batches committed while the first waits in its commit"
-    );
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            unacked(&queue).await == Some(1)
-        })
-        .await,
-        "the later deliveries acked, the first not"
-    );
+    applied_and_acked_but_one(&env, &queue, [1, 2]).await;
     assert_eq!(
         applied(&env, GOOD, 0).await,
         0,
