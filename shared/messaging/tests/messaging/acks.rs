@@ -54,6 +54,21 @@ async fn applied_and_acked_but_one(env: &TestEnv, queue: &str, seqs: [u32; 2]) {
     );
 }
 
+/// The probe queue's consumer with prefetch 4, so that two ready
+/// deliveries behind an open one are acked on their own (see `acks`) and
+/// the broker shows the one left unacked.
+fn probe_consumer(env: &TestEnv) -> Consumer<Scripted> {
+    Consumer::new(
+        env.pool.clone(),
+        Scripted::default(),
+        &env.topology,
+        "probe",
+    )
+    .with_prefetch(4)
+    .with_retries(retries())
+    .with_drain_timeout(Duration::from_millis(200))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_settled_after_an_unsettled_one_are_acked_without_it() {
     let env = TestEnv::new().await;
@@ -66,18 +81,8 @@ async fn deliveries_settled_after_an_unsettled_one_are_acked_without_it() {
             .await
             .expect("rabbitmq through the proxy"),
     );
-    // Prefetch 4: two ready deliveries behind an open one are acked on
-    // their own (see `acks`), so the broker shows the one left.
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(
-        env.pool.clone(),
-        Scripted::default(),
-        &env.topology,
-        "probe",
-    )
-    .with_prefetch(4)
-    .with_retries(retries())
-    .with_drain_timeout(Duration::from_millis(200));
+    let consumer = probe_consumer(&env);
     let task = tokio::spawn(consumer.run(env.broker.clone(), publish.clone(), shutdown.clone()));
     // Once one event is applied, the consumer's publishing channel is open.
     env.publish(&envelope(GOOD, 99)).await;
@@ -156,19 +161,9 @@ async fn a_batch_settled_before_an_earlier_one_commits_does_not_ack_it() {
     for seq in 0..3 {
         env.publish(&envelope(GOOD, seq)).await;
     }
-    // A batch per delivery; prefetch 4, so the two settled behind the one
-    // still committing are acked on their own (see `acks`).
+    // A batch per delivery.
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(
-        env.pool.clone(),
-        Scripted::default(),
-        &env.topology,
-        "probe",
-    )
-    .with_prefetch(4)
-    .with_batch_limit(1)
-    .with_retries(retries())
-    .with_drain_timeout(Duration::from_millis(200));
+    let consumer = probe_consumer(&env).with_batch_limit(1);
     let task = tokio::spawn(consumer.run(env.broker.clone(), env.broker.clone(), shutdown.clone()));
 
     applied_and_acked_but_one(&env, &queue, [1, 2]).await;
