@@ -18,8 +18,9 @@
 //!    transaction ([`batch`]): the inbox rows `processed_events (event_id,
 //!    handler)` of the batch are inserted in one statement — an event whose
 //!    row is already there was applied before, so it is acked and nothing
-//!    else happens — and each fresh event's [`Handler`] runs under a
-//!    savepoint of its own, so a failing one is rolled back alone;
+//!    else happens — and each fresh event's [`Handler`] runs; a failing
+//!    one is rolled back alone (the batch is tried without savepoints
+//!    first, then the rest with one each: see [`batch`]);
 //! 5. acks only after the commit — a run of settled deliveries with one
 //!    `multiple` ack when that is safe (`acks`).
 //!

@@ -128,12 +128,14 @@ async fn flush(
             .await
             .map(drop);
     }
-    let held: Vec<DeliveryTag> = unsettled
-        .iter()
-        .filter(|(_, slot)| matches!(slot, Slot::Ready(_)))
-        .map(|(tag, _)| *tag)
-        .collect();
-    if held.len() >= hold_at_most {
+    let ready = |slot: &Slot| matches!(slot, Slot::Ready(_));
+    // Counted first: this runs at every ack, and the list is rarely needed.
+    if unsettled.values().filter(|slot| ready(slot)).count() >= hold_at_most {
+        let held: Vec<DeliveryTag> = unsettled
+            .iter()
+            .filter(|(_, slot)| ready(slot))
+            .map(|(tag, _)| *tag)
+            .collect();
         for tag in held {
             if let Some(Slot::Ready(acker)) = unsettled.remove(&tag) {
                 result = result.and(ack_alone(&acker).await);
